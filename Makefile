@@ -25,7 +25,7 @@ type: venv
 	$(BIN)/mypy
 
 pytest: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-services $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint type pytest
 

@@ -1,5 +1,8 @@
 """Django settings for the test suite."""
 
+import os
+from urllib.parse import urlsplit
+
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -12,7 +15,26 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django_alipay",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+
+def _database_from_env() -> dict:
+    """PostgreSQL when DATABASE_URL is set (make test starts a throwaway server), SQLite otherwise."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(f"tests support postgres:// DATABASE_URLs only, not {parts.scheme!r}")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "postgres",
+        "USER": parts.username or "postgres",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 5432),
+    }
+
+
+DATABASES = {"default": _database_from_env()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -35,3 +57,11 @@ TEMPLATES = [
         },
     }
 ]
+
+# --- django_alipay settings (the app's own configuration block) ---
+# Test-only Fernet keys; a shop generates its own with `Fernet.generate_key()`.
+ALIPAY: dict = {
+    "FERNET_KEYS": [
+        "Pfb9ofqBIaATt0WUh3VQZz7Wk7q2n2aBoXCvtp0Jm8Q=",
+    ],
+}
