@@ -1,4 +1,4 @@
-"""The one error hierarchy of django_alipay, rooted at AlipayError, free of Django so the protocol layer can raise it."""
+"""The one error hierarchy of django_alipay, rooted at AlipayError, free of Django for the protocol layer."""
 
 from __future__ import annotations
 
@@ -92,11 +92,11 @@ class InvalidParameterError(AlipayError, ValueError):
 
 
 class AmountError(InvalidParameterError):
-    """An amount is not a canonical decimal string, does not fit its currency's exponent, or is out of range."""
+    """An amount is not canonical decimal text, does not fit its currency's exponent, or is out of range."""
 
 
 class TimeFormatError(InvalidParameterError):
-    """A time value is not in the wire format it should be, or is a naive datetime where an aware one is needed."""
+    """A time is not in its wire format, or a naive datetime was given where an aware one is needed."""
 
 
 class CharsetError(InvalidParameterError):
@@ -116,15 +116,15 @@ class SignatureError(AlipayError):
 
 
 class AlipayGatewayError(AlipayError):
-    """The gateway refused the request (``is_success=F``) with a gateway-level code such as ``ILLEGAL_SIGN``."""
+    """The gateway refused the request (``is_success=F``) with a gateway-level code, e.g. ``ILLEGAL_SIGN``."""
 
 
 class AlipayBusinessError(AlipayError):
-    """The gateway accepted the request but the business was refused (``TRADE_NOT_EXIST``, ``result_code=FAIL`` ...)."""
+    """The gateway accepted the request but refused the business (e.g. ``TRADE_NOT_EXIST``)."""
 
 
 class AlipaySystemError(AlipayError):
-    """Alipay reported a temporary internal failure (``SYSTEM_ERROR``, ``SESSION_TIMEOUT``); retrying can help."""
+    """Alipay reported a passing internal failure (``SYSTEM_ERROR``, ``SESSION_TIMEOUT``); retrying helps."""
 
     retryable = True
 
@@ -154,4 +154,4 @@ class GatewayResponseError(OutcomeUnknownError):
 
 
 class NotificationError(AlipayError):
-    """An inbound notification or return_url request is malformed (duplicate names, NUL bytes, wrong type ...)."""
+    """An inbound notification or return_url request is malformed (duplicate names, NUL bytes, wrong type)."""

@@ -23,7 +23,9 @@ def _imported_modules(path: pathlib.Path) -> set[str]:
 
 def test_no_protocol_module_imports_django_in_its_source():
     offenders = {
-        str(path.relative_to(PROTOCOL_DIR)): sorted(m for m in _imported_modules(path) if m.split(".")[0] == "django")
+        str(path.relative_to(PROTOCOL_DIR)): sorted(
+            m for m in _imported_modules(path) if m.split(".")[0] == "django"
+        )
         for path in PROTOCOL_DIR.rglob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
