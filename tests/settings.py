@@ -14,7 +14,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django_alipay",
+    "django_alipay.emulator",
 ]
+# The test suite drives the mounted emulator with DEBUG False (pytest-django's default); allow it explicitly.
+ALIPAY_EMULATOR_ALLOW = True
+
 
 def _database_from_env() -> dict:
     """PostgreSQL when DATABASE_URL is set (make test starts a throwaway server), SQLite otherwise."""
@@ -64,4 +68,9 @@ ALIPAY: dict = {
     "FERNET_KEYS": [
         "Pfb9ofqBIaATt0WUh3VQZz7Wk7q2n2aBoXCvtp0Jm8Q=",
     ],
+    # Tests send refunds back to back; the one test of the spacing sets its own.
+    "REFUND_SPACING": 0,
+    # Short deadlines keep the fault tests quick.
+    "NOTIFY_VERIFY_TIMEOUT": 3,
+    "HTTP_TOTAL_TIMEOUT": 10,
 }
