@@ -154,4 +154,12 @@ class GatewayResponseError(OutcomeUnknownError):
 
 
 class NotificationError(AlipayError):
-    """An inbound notification or return_url request is malformed (duplicate names, NUL bytes, wrong type)."""
+    """An inbound notification or return_url request is malformed (duplicate names, NUL bytes, wrong type).
+
+    ``flag`` is a short machine-readable reason (``duplicate_param``, ``bad_signature`` ...) stored on the
+    audit row and shown in the admin.
+    """
+
+    def __init__(self, message: str = "", *, flag: str | None = None, **kwargs: Any) -> None:
+        self.flag = flag
+        super().__init__(message, **kwargs)
