@@ -8,3 +8,7 @@ class DjangoAlipayConfig(AppConfig):
     label = "django_alipay"
     verbose_name = "Alipay"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Importing registers the system checks; conf connects its setting_changed receiver on import.
+        from django_alipay import checks, conf  # noqa: F401

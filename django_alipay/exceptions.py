@@ -1,9 +1,18 @@
-"""The errors shop code catches: the protocol hierarchy re-exported, plus the Django-specific ones."""
+"""The errors shop code catches: the protocol and domain errors re-exported, plus the Django-specific ones."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
+from django_alipay.domain.errors import (
+    DomainError,
+    IdempotencyConflict,
+    RefundAmountExceeded,
+    RefundNotAllowed,
+    RefundWindowClosed,
+    ReverseNotAllowed,
+    TradeNotAllowed,
+)
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
     AlipayError,
@@ -29,14 +38,21 @@ __all__ = [
     "AlipaySystemError",
     "AmountError",
     "CharsetError",
+    "DomainError",
     "GatewayResponseError",
+    "IdempotencyConflict",
     "InvalidParameterError",
     "KeyFormatError",
     "NotificationError",
     "OutcomeUnknownError",
+    "RefundAmountExceeded",
+    "RefundNotAllowed",
+    "RefundWindowClosed",
+    "ReverseNotAllowed",
     "SignatureError",
     "SuspiciousSignature",
     "TimeFormatError",
+    "TradeNotAllowed",
     "TransportError",
 ]
 
@@ -46,4 +62,4 @@ class SuspiciousSignature(SignatureError, SuspiciousOperation):
 
 
 class AlipayConfigurationError(ImproperlyConfigured):
-    """django_alipay is set up wrongly (settings, keys, optional dependencies); outside the AlipayError tree."""
+    """django_alipay is set up wrongly (settings, keys, optional dependencies); not an AlipayError."""

@@ -1,0 +1,765 @@
+"""Receive Alipay's notifications: store the raw request, verify it, then act on it exactly once.
+
+The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
+
+1. **Store** the raw request in its own committed transaction, before anything can go wrong: merchant (from
+   the notify URL token), raw bytes, content type, query string, headers that matter, peer address and,
+   separately and never trusted, X-Forwarded-For. ``transaction.atomic(durable=True)`` makes this refuse to
+   run inside a caller's transaction: under ``ATOMIC_REQUESTS`` a later error would roll the audit row back,
+   so the notify view must be ``transaction.non_atomic_requests`` (a loud error beats a silent lost row).
+2. **Verify**: decode with the declared or merchant charset (duplicates, NUL bytes, bad bytes refused),
+   check the signature with *this merchant's* keys and its own sign type only, then ``notify_verify`` within
+   ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already acted upon, identical and
+   correctly signed, is acknowledged as a duplicate without asking notify_verify again (Alipay reportedly
+   refuses to re-verify an acknowledged notify_id, which would turn a lost ``success`` into endless retries).
+3. **Process** in one durable transaction with the trade row locked: deduplicate by notify_id and by
+   (trade, status) / (refund, status), check amount, currency and partner, apply the status forward only
+   through :mod:`~django_alipay.domain.trades` / :mod:`~django_alipay.domain.refunds`. A race between two
+   identical deliveries ends in one effect: the second waits for the lock and then sees the first; the
+   partial unique constraint on (merchant, notify_id) is the backstop.
+4. **Answer** ``success`` only after that commit (see :class:`NotificationAnswer`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import traceback as traceback_module
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from django_alipay import gateway, signals
+from django_alipay.conf import app_settings
+from django_alipay.domain import clock, refunds, trades
+from django_alipay.domain.errors import ReprocessNotAllowed
+from django_alipay.enums import (
+    NotificationFlag,
+    NotificationKind,
+    ProcessingOutcome,
+    RefundStatus,
+    Verification,
+)
+from django_alipay.exceptions import AlipayConfigurationError
+from django_alipay.models import Merchant, Notification, Refund, Trade
+from django_alipay.protocol import notifications as wire
+from django_alipay.protocol.errors import AlipayError, NotificationError
+
+__all__ = ["NotificationAnswer", "ReturnVisit", "receive", "receive_return", "reprocess"]
+
+logger = logging.getLogger("django_alipay.notifications")
+alerts = logging.getLogger("django_alipay.alerts")
+
+#: Headers worth keeping with a notification (others may carry cookies or credentials).
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "Host", "X-Request-Id", "X-Forwarded-Proto")
+#: Alipay retries for about 25 hours; a notify_time further away is suspicious (a flag, not a refusal).
+NOTIFY_TIME_TOLERANCE = timedelta(hours=26)
+
+# The protocol module's flag names that differ from ours.
+_FLAG_NAMES = {
+    "too_large": NotificationFlag.BODY_TOO_LARGE,
+    "unsupported_content_type": NotificationFlag.BAD_CONTENT_TYPE,
+}
+_ACKNOWLEDGED = (ProcessingOutcome.PROCESSED, ProcessingOutcome.IGNORED)
+
+
+@dataclass(frozen=True)
+class NotificationAnswer:
+    """What the notify view answers: ``status`` (HTTP) and ``body``, plus the stored row and why.
+
+    ======================================================  =======  ========
+    Situation                                               status   body
+    ======================================================  =======  ========
+    processed, or a duplicate of one                        200      success
+    genuine but unusable (amount, currency, partner ...)    200      success  (flag set, alert logged)
+    genuine, order unknown (replica lag, other project)     404      fail     (Alipay retries)
+    forged or malformed (signature, sign type, verify)      400      fail
+    body too large / not a form                             413/415  fail
+    unknown notify URL token                                404      fail
+    notify_verify unreachable, database or config error     503      fail     (Alipay retries)
+    ======================================================  =======  ========
+    """
+
+    status: int
+    body: str
+    notification: Notification | None
+    flag: str = ""
+    message: str = ""
+
+    @property
+    def acknowledged(self) -> bool:
+        """True when Alipay is told ``success`` and stops sending this notification."""
+        return self.status == 200
+
+
+def _success(notification: Notification, message: str = "") -> NotificationAnswer:
+    return NotificationAnswer(200, app_settings.ACKNOWLEDGEMENT, notification, notification.flag, message)
+
+
+def _failure(status: int, notification: Notification | None, flag: str, message: str) -> NotificationAnswer:
+    return NotificationAnswer(status, app_settings.FAILURE_RESPONSE, notification, flag, message)
+
+
+# --- storing ---------------------------------------------------------------------------------------------
+
+
+def _clean(text: str, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL; the raw bytes are kept in ``body`` for the record.
+    return text.replace("\x00", "\\x00")[:limit]
+
+
+def _ip(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return str(value)
+    return ""
+
+
+def _store(
+    merchant_token: str,
+    *,
+    body: bytes,
+    content_type: str,
+    query_string: str,
+    remote_addr: str | None,
+    headers: Mapping[str, str],
+    method: str,
+    kind: NotificationKind,
+) -> Notification:
+    limit = int(app_settings.NOTIFY_MAX_BODY_BYTES)
+    merchant = None
+    if isinstance(merchant_token, str) and 0 < len(merchant_token) <= 64:
+        merchant = Merchant.objects.filter(notify_token=merchant_token).first()
+    kept = {name: _clean(_header(headers, name), 512) for name in KEPT_HEADERS if _header(headers, name)}
+    with transaction.atomic(durable=True):
+        return Notification.objects.create(
+            merchant=merchant,
+            received_at=clock.now(),
+            kind=kind,
+            method=_clean(method, 8),
+            body=bytes(body[:limit]),
+            body_size=len(body),
+            body_truncated=len(body) > limit,
+            content_type=_clean(content_type or "", 255),
+            query_string=_clean(query_string or "", 4096),
+            headers=kept,
+            remote_addr=_ip(remote_addr),
+            forwarded_for=_clean(_header(headers, "X-Forwarded-For"), 512),
+        )
+
+
+def _update(notification: Notification, **fields: Any) -> None:
+    """Write outcome columns at once (autocommit), so they survive whatever happens next."""
+    for name, value in fields.items():
+        setattr(notification, name, value)
+    with transaction.atomic(durable=True):
+        Notification.objects.filter(pk=notification.pk).update(**fields)
+
+
+def _reject(
+    notification: Notification,
+    status: int,
+    flag: NotificationFlag,
+    message: str,
+    *,
+    verification: Verification = Verification.REJECTED,
+    outcome: ProcessingOutcome = ProcessingOutcome.REJECTED,
+) -> NotificationAnswer:
+    _update(
+        notification, verification=verification, outcome=outcome, flag=flag.value, flag_info=message[:2000]
+    )
+    if outcome == ProcessingOutcome.REJECTED:
+        logger.warning("notification %s rejected: %s (%s)", notification.pk, flag.value, message)
+        signals.send_on_commit(
+            signals.notification_rejected,
+            Notification,
+            notification=notification,
+            params=dict(notification.params),
+            flag=flag.value,
+        )
+    return _failure(status, notification, flag.value, message)
+
+
+# --- the pipeline ------------------------------------------------------------------------------------------
+
+
+def receive(
+    merchant_token: str,
+    *,
+    body: bytes,
+    content_type: str,
+    query_string: str = "",
+    remote_addr: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    method: str = "POST",
+) -> NotificationAnswer:
+    """Store, verify and process one notification POSTed to the notify URL of ``merchant_token``.
+
+    Never raises for anything the request contains; the answer says what to send back (see
+    :class:`NotificationAnswer`). Must not run inside a transaction (the view is ``non_atomic_requests``).
+    """
+    headers = headers or {}
+    # Metadata only for an oversized body: a hostile body is not kept.
+    body_for_store = b"" if len(body) > int(app_settings.NOTIFY_MAX_BODY_BYTES) else body
+    notification = _store(
+        merchant_token,
+        body=body_for_store,
+        content_type=content_type,
+        query_string=query_string,
+        remote_addr=remote_addr,
+        headers=headers,
+        method=method,
+        kind=NotificationKind.UNKNOWN,
+    )
+    if body_for_store is not body:
+        _update(notification, body_size=len(body), body_truncated=True)
+        return _reject(notification, 413, NotificationFlag.BODY_TOO_LARGE, f"{len(body)} bytes")
+    merchant = notification.merchant
+    if merchant is None:
+        return _reject(
+            notification, 404, NotificationFlag.UNKNOWN_MERCHANT, "no merchant has this notify URL"
+        )
+    return _run(notification, merchant, body, content_type, query_string, ask_alipay=True)
+
+
+def _run(
+    notification: Notification,
+    merchant: Merchant,
+    body: bytes,
+    content_type: str,
+    query_string: str,
+    *,
+    ask_alipay: bool,
+) -> NotificationAnswer:
+    """Verify and process a stored notification; an unexpected error is kept on the row and answered 503."""
+    try:
+        return _verify_and_process(
+            notification, merchant, body, content_type, query_string, ask_alipay=ask_alipay
+        )
+    except Exception as exc:
+        logger.exception("notification %s could not be handled", notification.pk)
+        _update(
+            notification,
+            outcome=ProcessingOutcome.ERROR,
+            flag=NotificationFlag.PROCESSING_ERROR.value,
+            error=_clean(f"{type(exc).__name__}: {exc}", 2000),
+            traceback=_clean(traceback_module.format_exc(), 20000),
+        )
+        return _failure(503, notification, NotificationFlag.PROCESSING_ERROR.value, "processing failed")
+
+
+def _verify_and_process(
+    notification: Notification,
+    merchant: Merchant,
+    body: bytes,
+    content_type: str,
+    query_string: str,
+    *,
+    ask_alipay: bool = True,
+) -> NotificationAnswer:
+    try:
+        parsed = wire.parse_form(
+            body,
+            content_type=content_type,
+            query_string=query_string,
+            max_bytes=int(app_settings.NOTIFY_MAX_BODY_BYTES),
+            default_charset=merchant.charset,
+        )
+    except NotificationError as exc:
+        flag = _flag(exc)
+        status = {NotificationFlag.BODY_TOO_LARGE: 413, NotificationFlag.BAD_CONTENT_TYPE: 415}.get(flag, 400)
+        return _reject(notification, status, flag, exc.message)
+
+    params = parsed.params
+    is_refund = any(name in params for name in ("refund_status", "out_return_no", "partner_refund_id"))
+    _update(
+        notification,
+        params=params,
+        kind=NotificationKind.REFUND if is_refund else NotificationKind.TRADE,
+        notify_id=params.get("notify_id", "")[:128],
+        notify_type=params.get("notify_type", "")[:64],
+        out_trade_no=(params.get("out_trade_no") or params.get("partner_trans_id") or "")[:128],
+        status=(
+            params.get("refund_status")
+            or params.get("trade_status")
+            or params.get("alipay_trans_status")
+            or ""
+        )[:64],
+    )
+
+    allowed = [merchant.sign_type] if merchant.sign_type in app_settings.ALLOWED_SIGN_TYPES else []
+    try:
+        keys = merchant.verification_keys()
+        verified = wire.verify_notification(parsed, key=keys, allowed_sign_types=allowed)
+    except NotificationError as exc:
+        return _reject(notification, 400, _flag(exc), exc.message)
+    except (AlipayConfigurationError, AlipayError) as exc:
+        # Our keys are broken, not the sender: answer 503 so the notification comes back once they are fixed.
+        logger.error(
+            "notification %s cannot be verified: merchant %s is misconfigured", notification.pk, merchant.name
+        )
+        return _reject(
+            notification,
+            503,
+            NotificationFlag.VERIFY_ERROR,
+            type(exc).__name__,
+            verification=Verification.UNVERIFIABLE,
+            outcome=ProcessingOutcome.RETRY,
+        )
+
+    earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
+    if earlier is not None and earlier.params == params:
+        _update(
+            notification,
+            verification=Verification.VERIFIED,
+            outcome=ProcessingOutcome.DUPLICATE,
+            duplicate_of=earlier,
+            trade=earlier.trade,
+            refund=earlier.refund,
+            processed_at=clock.now(),
+        )
+        _send_received(notification)
+        return _success(notification, "duplicate")
+
+    if app_settings.NOTIFY_VERIFY and ask_alipay:
+        try:
+            genuine = gateway.client_for(merchant).notify_verify(
+                verified.notify_id or "", deadline=float(app_settings.NOTIFY_VERIFY_TIMEOUT)
+            )
+        except AlipayError as exc:
+            return _reject(
+                notification,
+                503,
+                NotificationFlag.VERIFY_PENDING,
+                f"notify_verify did not answer: {type(exc).__name__} {exc.code or ''}".strip(),
+                verification=Verification.UNVERIFIABLE,
+                outcome=ProcessingOutcome.RETRY,
+            )
+        if not genuine:
+            return _reject(
+                notification, 400, NotificationFlag.VERIFY_FALSE, "notify_verify did not answer true"
+            )
+    _update(notification, verification=Verification.VERIFIED)
+    return _process(notification, merchant, verified)
+
+
+def _flag(exc: NotificationError) -> NotificationFlag:
+    name = str(getattr(exc, "flag", "") or "malformed")
+    if name in _FLAG_NAMES:
+        return _FLAG_NAMES[name]
+    try:
+        return NotificationFlag(name)
+    except ValueError:
+        return NotificationFlag.MALFORMED
+
+
+def _acknowledged(merchant: Merchant, notify_id: str, *, exclude: int) -> Notification | None:
+    if not notify_id:
+        return None
+    return (
+        Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
+        .exclude(pk=exclude)
+        .order_by("pk")
+        .first()
+    )
+
+
+def _send_received(notification: Notification) -> None:
+    signals.send_on_commit(
+        signals.notification_received,
+        Notification,
+        notification=notification,
+        params=dict(notification.params),
+    )
+
+
+# --- processing --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Result:
+    outcome: ProcessingOutcome
+    flag: NotificationFlag | None = None
+    message: str = ""
+    trade: Trade | None = None
+    refund: Refund | None = None
+    duplicate_of: Notification | None = None
+
+
+def _process(
+    notification: Notification, merchant: Merchant, verified: wire.VerifiedNotification
+) -> NotificationAnswer:
+    try:
+        with transaction.atomic(durable=True):
+            if notification.kind == NotificationKind.REFUND:
+                result = _process_refund(notification, merchant, verified)
+            else:
+                result = _process_trade(notification, merchant, verified)
+            _record(notification, result)
+    except IntegrityError:
+        # Another delivery of this notify_id was acknowledged meanwhile: the unique constraint caught it.
+        earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
+        if earlier is None:
+            raise
+        result = _Result(
+            ProcessingOutcome.DUPLICATE, duplicate_of=earlier, trade=earlier.trade, refund=earlier.refund
+        )
+        with transaction.atomic(durable=True):
+            _record(notification, result)
+    return _answer(notification, result)
+
+
+def _record(notification: Notification, result: _Result) -> None:
+    fields: dict[str, Any] = {
+        "outcome": result.outcome,
+        "trade": result.trade,
+        "refund": result.refund,
+        "duplicate_of": result.duplicate_of,
+        "processed_at": clock.now(),
+    }
+    if result.flag is not None:
+        fields["flag"] = result.flag.value
+        fields["flag_info"] = result.message[:2000]
+    for name, value in fields.items():
+        setattr(notification, name, value)
+    notification.save(update_fields=list(fields))
+    if result.outcome in (ProcessingOutcome.PROCESSED, ProcessingOutcome.DUPLICATE):
+        _send_received(notification)
+    elif result.flag is not None and result.outcome != ProcessingOutcome.RETRY:
+        signals.send_on_commit(
+            signals.notification_rejected,
+            Notification,
+            notification=notification,
+            params=dict(notification.params),
+            flag=result.flag.value,
+        )
+
+
+def _answer(notification: Notification, result: _Result) -> NotificationAnswer:
+    if result.outcome == ProcessingOutcome.RETRY:
+        return _failure(404, notification, notification.flag, result.message)
+    if result.outcome == ProcessingOutcome.IGNORED and result.flag not in (
+        None,
+        NotificationFlag.STALE_TRANSITION,
+    ):
+        alerts.error(
+            "genuine Alipay notification %s could not be applied: %s (%s)",
+            notification.pk,
+            notification.flag,
+            result.message,
+        )
+    return _success(notification, result.message)
+
+
+def _duplicate(
+    notification: Notification, merchant: Merchant, *, notify_id: str, **same: Any
+) -> Notification | None:
+    """An earlier acknowledged delivery of the same notify_id, or of the same status for the same object."""
+    earlier = _acknowledged(merchant, notify_id, exclude=notification.pk)
+    if earlier is not None:
+        return earlier
+    return (
+        Notification.objects.filter(merchant=merchant, outcome=ProcessingOutcome.PROCESSED, **same)
+        .exclude(pk=notification.pk)
+        .order_by("pk")
+        .first()
+    )
+
+
+def _partner_mismatch(merchant: Merchant, params: Mapping[str, str]) -> str | None:
+    for name in ("partner", "seller_id", "alipay_seller_id"):
+        value = params.get(name)
+        if value and value != merchant.partner:
+            return f"{name} {value[:32]!r} is not this merchant's partner ID"
+    return None
+
+
+def _stale_time(verified: wire.VerifiedNotification) -> bool:
+    sent = verified.notify_time
+    return isinstance(sent, datetime) and abs(clock.now() - sent) > NOTIFY_TIME_TOLERANCE
+
+
+def _process_trade(
+    notification: Notification, merchant: Merchant, verified: wire.VerifiedNotification
+) -> _Result:
+    params = verified.params
+    out_trade_no = verified.out_trade_no or ""
+    trade = (
+        Trade.objects.select_for_update().filter(merchant=merchant, out_trade_no=out_trade_no).first()
+        if 0 < len(out_trade_no) <= 64
+        else None
+    )
+    if trade is None:
+        return _Result(
+            ProcessingOutcome.RETRY,
+            NotificationFlag.UNKNOWN_ORDER,
+            f"no order {out_trade_no[:64]!r} for this merchant",
+        )
+    status = params.get("trade_status") or params.get("alipay_trans_status") or ""
+    earlier = _duplicate(
+        notification, merchant, notify_id=verified.notify_id or "", trade=trade, status=status
+    )
+    if earlier is not None:
+        return _Result(ProcessingOutcome.DUPLICATE, trade=trade, duplicate_of=earlier)
+    if not status:
+        return _Result(
+            ProcessingOutcome.IGNORED, NotificationFlag.UNKNOWN_STATUS, "no trade status", trade=trade
+        )
+    mismatch = _partner_mismatch(merchant, params)
+    if mismatch:
+        return _Result(ProcessingOutcome.IGNORED, NotificationFlag.PARTNER_MISMATCH, mismatch, trade=trade)
+    paid_at = verified.get("gmt_payment") or verified.get("alipay_pay_time")
+    change = trades._apply_locked(
+        trade,
+        merchant,
+        status=status,
+        amount=params.get("total_fee") or params.get("trans_amount"),
+        currency=params.get("currency"),
+        partner=None,
+        trade_no=params.get("trade_no") or params.get("alipay_trans_id"),
+        paid_at=paid_at if isinstance(paid_at, datetime) else None,
+        buyer_id=params.get("buyer_id") or params.get("alipay_buyer_user_id"),
+        buyer_login=params.get("buyer_email") or params.get("alipay_buyer_login_id"),
+        additional_status=None,
+        payment_type=params.get("payment_type"),
+        raw=dict(params),
+        source="notification",
+    )
+    if change.flag:
+        return _Result(ProcessingOutcome.IGNORED, NotificationFlag(change.flag), change.message, trade=trade)
+    if _stale_time(verified):
+        return _Result(
+            ProcessingOutcome.PROCESSED,
+            NotificationFlag.STALE_NOTIFY_TIME,
+            "notify_time is far from now",
+            trade=trade,
+        )
+    return _Result(ProcessingOutcome.PROCESSED, trade=trade)
+
+
+def _process_refund(
+    notification: Notification, merchant: Merchant, verified: wire.VerifiedNotification
+) -> _Result:
+    params = verified.params
+    gateway_id = params.get("out_return_no") or params.get("partner_refund_id") or ""
+    refund = (
+        Refund.objects.filter(merchant=merchant, gateway_refund_id=gateway_id).first() if gateway_id else None
+    )
+    if refund is None:
+        return _Result(
+            ProcessingOutcome.IGNORED, NotificationFlag.UNKNOWN_REFUND, f"no refund {gateway_id[:64]!r}"
+        )
+    trade = Trade.objects.select_for_update().get(pk=refund.trade_id)
+    status = params.get("refund_status", "")
+    earlier = _duplicate(
+        notification, merchant, notify_id=verified.notify_id or "", refund=refund, status=status
+    )
+    if earlier is not None:
+        return _Result(ProcessingOutcome.DUPLICATE, trade=trade, refund=refund, duplicate_of=earlier)
+    order = verified.out_trade_no
+    if order and order != trade.out_trade_no:
+        return _Result(
+            ProcessingOutcome.IGNORED,
+            NotificationFlag.UNKNOWN_REFUND,
+            f"refund {gateway_id} belongs to order {trade.out_trade_no}, not {order[:64]!r}",
+            trade=trade,
+            refund=refund,
+        )
+    mismatch = _partner_mismatch(merchant, params)
+    if mismatch:
+        return _Result(
+            ProcessingOutcome.IGNORED, NotificationFlag.PARTNER_MISMATCH, mismatch, trade=trade, refund=refund
+        )
+    if status == "REFUND_SUCCESS":
+        problem = _refund_amount_problem(refund, params)
+        if problem is not None:
+            flag, message = problem
+            return _Result(ProcessingOutcome.IGNORED, flag, message, trade=trade, refund=refund)
+        outcome, code = RefundStatus.SUCCEEDED, ""
+    elif status == "REFUND_FAIL":
+        outcome, code = RefundStatus.FAILED, params.get("error_code", "") or "REFUND_FAIL"
+    else:
+        return _Result(
+            ProcessingOutcome.IGNORED,
+            NotificationFlag.UNKNOWN_STATUS,
+            f"refund status {status[:32]!r}",
+            trade,
+            refund,
+        )
+    refunds.record_result(refund, outcome=outcome, code=code, response=dict(params))
+    if refund.status != outcome:
+        return _Result(
+            ProcessingOutcome.IGNORED,
+            NotificationFlag.CONFLICTING_RESULT,
+            f"refund {gateway_id} is already {refund.status}; Alipay now reports {status}",
+            trade=trade,
+            refund=refund,
+        )
+    return _Result(ProcessingOutcome.PROCESSED, trade=trade, refund=refund)
+
+
+def _refund_amount_problem(refund: Refund, params: Mapping[str, str]) -> tuple[NotificationFlag, str] | None:
+    currency = params.get("currency")
+    if currency and currency != refund.currency:
+        return (
+            NotificationFlag.CURRENCY_MISMATCH,
+            f"refund currency {currency[:8]!r}, expected {refund.currency}",
+        )
+    for name in ("return_amount", "refund_amount", "refund_fee"):
+        text = params.get(name)
+        if not text:
+            continue
+        try:
+            reported = trades._reported_amount(text, refund.currency)
+        except AlipayError:
+            return NotificationFlag.BAD_AMOUNT, f"{name} {text[:32]!r} is not an amount"
+        if reported != refund.amount:
+            return (
+                NotificationFlag.AMOUNT_MISMATCH,
+                f"{name} {text[:32]} differs from the refund's {refund.amount}",
+            )
+    return None
+
+
+# --- reprocessing ------------------------------------------------------------------------------------------
+
+#: Outcomes that mean nothing was done with a notification, so running it again cannot apply it twice.
+_REPROCESSABLE = (ProcessingOutcome.RETRY, ProcessingOutcome.ERROR, ProcessingOutcome.REJECTED)
+#: A row still PENDING after this long was abandoned mid-way (the process died), not being worked on.
+ABANDONED_AFTER = timedelta(minutes=10)
+
+
+def reprocess(notification: Notification) -> NotificationAnswer:
+    """Run a stored notification that was not acted upon through verification and processing again.
+
+    For what Alipay's own retries did not settle: an order created after its notification arrived, a
+    processing error since fixed, merchant keys since corrected. The stored raw bytes are decoded and their
+    signature checked again with the merchant's current keys; notify_verify is asked again unless this
+    delivery already passed it (Alipay will not confirm an old notify_id twice). The row's outcome columns
+    are overwritten and its earlier outcome is kept at the head of ``flag_info``.
+
+    Raises ReprocessNotAllowed for a return_url visit, a row already acted upon (processed, ignored,
+    duplicate) or being processed right now, a row naming no merchant, and a body too large to have been
+    kept. Must not run inside a transaction, like :func:`receive`.
+    """
+    fresh = Notification.objects.select_related("merchant").get(pk=notification.pk)
+    label = f"Notification {fresh.pk}"
+    if fresh.kind == NotificationKind.RETURN:
+        raise ReprocessNotAllowed(f"{label} is a buyer's return visit; it never changes anything.")
+    abandoned = (
+        fresh.outcome == ProcessingOutcome.PENDING and clock.now() - fresh.received_at > ABANDONED_AFTER
+    )
+    if fresh.outcome not in _REPROCESSABLE and not abandoned:
+        if fresh.outcome == ProcessingOutcome.PENDING:
+            raise ReprocessNotAllowed(f"{label} is being processed right now.")
+        raise ReprocessNotAllowed(
+            f"{label} was already acted upon ({fresh.get_outcome_display().lower()}); processing it again "
+            "could apply it twice."
+        )
+    merchant = fresh.merchant
+    if merchant is None:
+        raise ReprocessNotAllowed(f"{label} came to the notify URL of no merchant: no keys can check it.")
+    if fresh.body_truncated:
+        raise ReprocessNotAllowed(f"{label} was too large to be kept; only Alipay can send it again.")
+    ask_alipay = fresh.verification != Verification.VERIFIED
+    before = fresh.get_outcome_display() + (f" ({fresh.flag})" if fresh.flag else "")
+    note = f"Reprocessed at {clock.now().isoformat(timespec='seconds')}; before: {before}."
+    # Claimed with a conditional update, so two people pressing "reprocess" at once run it once.
+    claimed = Notification.objects.filter(pk=fresh.pk, outcome=fresh.outcome).update(
+        outcome=ProcessingOutcome.PENDING,
+        verification=Verification.VERIFIED if not ask_alipay else Verification.PENDING,
+        flag="",
+        flag_info="",
+        error="",
+        traceback="",
+        processed_at=None,
+    )
+    if not claimed:
+        raise ReprocessNotAllowed(f"{label} is being processed right now.")
+    fresh.refresh_from_db()
+    answer = _run(
+        fresh, merchant, bytes(fresh.body), fresh.content_type, fresh.query_string, ask_alipay=ask_alipay
+    )
+    fresh.refresh_from_db()
+    _update(fresh, flag_info=f"{note}\n{fresh.flag_info}".strip()[:2000])
+    trades._copy_into(notification, fresh)
+    return NotificationAnswer(answer.status, answer.body, notification, answer.flag, answer.message)
+
+
+# --- return_url --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReturnVisit:
+    """A buyer's return from the cashier: whether its data is genuine, and the trade it names.
+
+    Never changes state (the URL can be forged or replayed): the page shows "checking..." and relies on the
+    notification or a query.
+    """
+
+    notification: Notification
+    genuine: bool
+    trade: Trade | None
+
+
+def receive_return(
+    merchant_token: str,
+    *,
+    query_string: str,
+    remote_addr: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ReturnVisit:
+    """Store and check a return_url GET; the result is for display only."""
+    notification = _store(
+        merchant_token,
+        body=b"",
+        content_type="",
+        query_string=query_string,
+        remote_addr=remote_addr,
+        headers=headers or {},
+        method="GET",
+        kind=NotificationKind.RETURN,
+    )
+    merchant = notification.merchant
+    if merchant is None:
+        _update(
+            notification, flag=NotificationFlag.UNKNOWN_MERCHANT.value, verification=Verification.REJECTED
+        )
+        return ReturnVisit(notification, False, None)
+    try:
+        parsed = wire.parse_form(
+            b"", content_type=None, query_string=query_string, default_charset=merchant.charset
+        )
+        _update(notification, params=parsed.params, out_trade_no=parsed.params.get("out_trade_no", "")[:128])
+        verified = wire.verify_notification(
+            parsed,
+            key=merchant.verification_keys(),
+            allowed_sign_types=[merchant.sign_type],
+            require_notify_id=False,
+        )
+    except NotificationError as exc:
+        _update(
+            notification,
+            flag=_flag(exc).value,
+            verification=Verification.REJECTED,
+            outcome=ProcessingOutcome.IGNORED,
+        )
+        return ReturnVisit(notification, False, None)
+    except (AlipayConfigurationError, AlipayError):
+        _update(notification, verification=Verification.UNVERIFIABLE, outcome=ProcessingOutcome.IGNORED)
+        return ReturnVisit(notification, False, None)
+    trade = Trade.objects.filter(merchant=merchant, out_trade_no=verified.out_trade_no or "").first()
+    _update(notification, verification=Verification.VERIFIED, outcome=ProcessingOutcome.IGNORED, trade=trade)
+    return ReturnVisit(notification, True, trade)

@@ -1,0 +1,193 @@
+"""Find trades and refunds left open or unknown, ask Alipay about them, and report what does not add up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Q, QuerySet, Sum
+
+from django_alipay.conf import app_settings
+from django_alipay.domain import clock, refunds, trades
+from django_alipay.enums import RefundStatus
+from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.protocol.codes import TradeStatus
+from django_alipay.protocol.errors import AlipayError
+
+__all__ = [
+    "Mismatch",
+    "ReconciliationReport",
+    "check_balances",
+    "pending_refunds",
+    "reconcile",
+    "stale_trades",
+]
+
+logger = logging.getLogger("django_alipay.reconciliation")
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Something a person should look at: what (``kind``: trade, refund or balance), which, and why."""
+
+    kind: str
+    object_id: int
+    out_trade_no: str
+    message: str
+
+
+@dataclass
+class ReconciliationReport:
+    """What one :func:`reconcile` run did and found."""
+
+    started_at: datetime
+    finished_at: datetime | None = None
+    trades_checked: int = 0
+    trades_changed: int = 0
+    refunds_checked: int = 0
+    refunds_settled: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing needs a person."""
+        return not self.mismatches and not self.errors
+
+
+def _batches(queryset: QuerySet[Trade] | QuerySet[Refund], size: int) -> Iterator[list[int]]:
+    """Primary keys in ascending batches, re-querying each time so rows changed meanwhile are seen fresh."""
+    last = 0
+    while True:
+        ids = list(queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size])
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def stale_trades(*, merchant: Merchant | None = None, age: float | None = None) -> QuerySet[Trade]:
+    """Unpaid trades older than ``age`` seconds (default ``RECONCILE_TRADE_AGE``), not queried since."""
+    now = clock.now()
+    cutoff = now - timedelta(seconds=float(app_settings.RECONCILE_TRADE_AGE if age is None else age))
+    oldest = now - timedelta(days=float(app_settings.RECONCILE_MAX_AGE_DAYS))
+    queryset = Trade.objects.filter(
+        status=TradeStatus.WAIT_BUYER_PAY.value, created_at__lte=cutoff, created_at__gte=oldest
+    ).filter(Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=cutoff))
+    return queryset.filter(merchant=merchant) if merchant is not None else queryset
+
+
+def pending_refunds(*, merchant: Merchant | None = None, age: float | None = None) -> QuerySet[Refund]:
+    """Refunds requested, submitted or unknown and untouched for ``age`` s (default RECONCILE_REFUND_AGE)."""
+    cutoff = clock.now() - timedelta(seconds=float(app_settings.RECONCILE_REFUND_AGE if age is None else age))
+    queryset = Refund.objects.filter(status__in=RefundStatus.pending()).filter(
+        Q(submitted_at__isnull=True, created_at__lte=cutoff) | Q(submitted_at__lte=cutoff)
+    )
+    return queryset.filter(merchant=merchant) if merchant is not None else queryset
+
+
+def check_balances(*, merchant: Merchant | None = None) -> list[Mismatch]:
+    """Trades whose refunded / pending columns disagree with the sum of their refunds."""
+    debiting = Q(refunds__debits_balance=True)
+    queryset = Trade.objects.filter(refunds__isnull=False).distinct()
+    if merchant is not None:
+        queryset = queryset.filter(merchant=merchant)
+    annotated = queryset.annotate(
+        made=Sum("refunds__amount", filter=debiting & Q(refunds__status=RefundStatus.SUCCEEDED)),
+        held=Sum("refunds__amount", filter=debiting & Q(refunds__status__in=RefundStatus.pending())),
+    )
+    found = []
+    for trade in annotated:
+        made = trade.made or Decimal(0)
+        held = trade.held or Decimal(0)
+        if made != trade.refunded_amount or held != trade.refund_pending_amount:
+            found.append(
+                Mismatch(
+                    "balance",
+                    trade.pk,
+                    trade.out_trade_no,
+                    f"refunded {trade.refunded_amount} / pending {trade.refund_pending_amount} on the trade, "
+                    f"but its refunds add up to {made} / {held}",
+                )
+            )
+    return found
+
+
+def reconcile(
+    *,
+    merchant: Merchant | None = None,
+    trade_age: float | None = None,
+    refund_age: float | None = None,
+    batch_size: int | None = None,
+) -> ReconciliationReport:
+    """Query stale unpaid trades and unsettled refunds, apply the answers, and report mismatches.
+
+    Trades are synced with :func:`~django_alipay.domain.trades.sync_trade`. Refunds still REQUESTED are
+    submitted (their dispatch was lost); UNKNOWN ones, and SUBMITTED ones that never got an answer, are
+    resolved with :func:`~django_alipay.domain.refunds.resolve_unknown`; refunds Alipay accepted and has not
+    settled yet are reported. Gateway errors are collected in the report, never raised.
+    """
+    size = int(batch_size or app_settings.RECONCILE_BATCH_SIZE)
+    report = ReconciliationReport(started_at=clock.now())
+
+    for ids in _batches(stale_trades(merchant=merchant, age=trade_age), size):
+        for trade in Trade.objects.filter(pk__in=ids).order_by("pk"):
+            report.trades_checked += 1
+            try:
+                change = trades.sync_trade(trade)
+            except AlipayError as exc:
+                report.errors.append(
+                    f"trade {trade.out_trade_no}: {type(exc).__name__} {exc.code or ''}".strip()
+                )
+                continue
+            if change is None:
+                continue
+            if change.changed:
+                report.trades_changed += 1
+            if change.flag:
+                report.mismatches.append(Mismatch("trade", trade.pk, trade.out_trade_no, change.message))
+
+    for ids in _batches(pending_refunds(merchant=merchant, age=refund_age), size):
+        for refund in Refund.objects.filter(pk__in=ids).select_related("trade").order_by("pk"):
+            report.refunds_checked += 1
+            before = refund.status
+            out_trade_no = refund.trade.out_trade_no
+            try:
+                if refund.status == RefundStatus.REQUESTED:
+                    refund = refunds.submit(refund.pk)
+                elif refund.status == RefundStatus.SUBMITTED and refund.response:
+                    report.mismatches.append(
+                        Mismatch(
+                            "refund",
+                            refund.pk,
+                            out_trade_no,
+                            f"{refund.kind} {refund.gateway_refund_id} was accepted by Alipay and its result "
+                            "has not arrived yet",
+                        )
+                    )
+                    continue
+                else:
+                    refund = refunds.resolve_unknown(refund)
+            except (AlipayError, Exception) as exc:
+                logger.exception("reconciling refund %s failed", refund.pk)
+                report.errors.append(f"refund {refund.gateway_refund_id}: {type(exc).__name__}")
+                continue
+            if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) and refund.status != before:
+                report.refunds_settled += 1
+            elif refund.status == RefundStatus.UNKNOWN:
+                report.mismatches.append(
+                    Mismatch(
+                        "refund",
+                        refund.pk,
+                        out_trade_no,
+                        f"{refund.kind} {refund.gateway_refund_id} is still unknown "
+                        f"({refund.error_code or 'no answer'})",
+                    )
+                )
+
+    report.mismatches.extend(check_balances(merchant=merchant))
+    report.finished_at = clock.now()
+    return report

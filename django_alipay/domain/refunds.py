@@ -1,0 +1,834 @@
+"""Refund and reverse trades: check and reserve under a row lock, call the gateway after commit, record it.
+
+The life of a refund::
+
+    request_refund() / reverse()      trade row locked; rules checked; Refund row (REQUESTED) with its gateway
+                                      id; the amount reserved on the trade (F() update, CheckConstraint)
+      -> on commit: the dispatcher    default: submit() at once; a Celery integration swaps it by setting
+    submit(refund_id)                 REQUESTED -> SUBMITTED (only one caller wins), then one gateway call
+      -> record_result()              SUCCEEDED (reserved -> refunded) / FAILED (reservation released) /
+                                      SUBMITTED (accepted, result by notification) / UNKNOWN
+    resolve_unknown(refund)           the same request again, same gateway id (Alipay treats it as the same
+                                      refund), or a query for REVERSE; never a new gateway id
+
+Refund calls of one merchant are kept ``ALIPAY["REFUND_SPACING"]`` seconds apart (Alipay asks for 3) by a
+stamp on the merchant row, taken under the row lock just before each call, on the database's clock so that
+every worker on every machine reads the same one. Nobody holds the lock while waiting: ``submit`` and
+``resolve_unknown`` either sleep until the slot comes (``wait=True``, the synchronous path) or raise
+RefundSpacingNotReached with the seconds left (``wait=False``, the Celery tasks, which retry then).
+
+A refund is only marked FAILED when the answer proves no money moved: the first answer to a request no
+earlier attempt may have delivered, or a notification saying so. Anything less certain keeps the amount
+reserved (UNKNOWN) until a query, a notification or a person settles it: releasing it too early is how
+shops refund twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from django_alipay import gateway, signals
+from django_alipay.conf import app_settings
+from django_alipay.domain import clock, trades
+from django_alipay.domain.errors import (
+    IdempotencyConflict,
+    RefundAmountExceeded,
+    RefundNotAllowed,
+    RefundSpacingNotReached,
+    RefundWindowClosed,
+    ReverseNotAllowed,
+)
+from django_alipay.enums import Product, RefundKind, RefundStatus
+from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.protocol import clock as protocol_clock
+from django_alipay.protocol import money
+from django_alipay.protocol.codes import TradeStatus, lookup_error
+from django_alipay.protocol.errors import (
+    AlipayBusinessError,
+    AlipayError,
+    AlipayGatewayError,
+    InvalidParameterError,
+    TransportError,
+)
+
+__all__ = [
+    "UNPAID_CANCEL_GRACE",
+    "RefundKindChoice",
+    "call_in_flight",
+    "choose_refund_kind",
+    "record_result",
+    "refund_dispatcher",
+    "refund_refusal",
+    "request_full_refund",
+    "request_refund",
+    "resolve_unknown",
+    "reverse",
+    "reverse_refusal",
+    "submit",
+]
+
+logger = logging.getLogger("django_alipay.refunds")
+
+#: An unpaid in-store order may still be cancelled this long after its creation, across midnight Beijing time.
+UNPAID_CANCEL_GRACE = timedelta(minutes=15)
+#: Alipay does not execute synchronous refunds in this Beijing-time window; refunds sent then go asynchronous.
+SYNC_REFUND_BLACKOUT = (dtime(0, 0), dtime(1, 30))
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_REASON_MAX = {True: 100, False: 128}  # forex_refund String(100), spot refund String(128)
+# Codes that, on a first attempt, still do not prove the refund was not made.
+_INCONCLUSIVE_CODES = frozenset({"REPEATED_REFUNDMENT_REQUEST"})
+
+
+@dataclass(frozen=True)
+class RefundKindChoice:
+    """Which kind of refund suits a trade and amount, and why, in words for a shop owner."""
+
+    kind: RefundKind
+    reason: str
+
+
+# --- checks ----------------------------------------------------------------------------------------------
+
+
+def _fmt(amount: Decimal, currency: str) -> str:
+    return f"{money.format_amount(amount, currency)} {currency}"
+
+
+def _refund_amount(amount: object, currency: str) -> Decimal:
+    """A positive amount fitting the currency: a Decimal, or canonical ASCII text; never a float."""
+    if isinstance(amount, str):
+        return money.parse_amount(amount, currency, minimum=money.ONLINE_MIN, maximum=money.REFUND_MAX)
+    return money.to_amount(amount, currency, minimum=money.ONLINE_MIN, maximum=money.REFUND_MAX)  # type: ignore[arg-type]
+
+
+def _check_currency(trade: Trade, currency: str | None) -> None:
+    if currency is None:
+        return
+    if currency != trade.currency:
+        raise InvalidParameterError(
+            f"Order {trade.out_trade_no} was paid in {trade.currency}; a refund is made in the same "
+            f"currency, not {str(currency)[:8]!r}.",
+            parameter="currency",
+        )
+
+
+def _check_reason(trade: Trade, reason: str) -> None:
+    limit = _REASON_MAX[Product(trade.product).is_online]
+    if not isinstance(reason, str):
+        raise InvalidParameterError("the reason must be text", parameter="reason")
+    if len(reason) > limit:
+        raise InvalidParameterError(
+            f"The refund reason has {len(reason)} characters; Alipay accepts at most {limit}.",
+            parameter="reason",
+        )
+    if '"' in reason or "\x00" in reason:
+        raise InvalidParameterError(
+            'The refund reason cannot contain double quotes (") or NUL characters.', parameter="reason"
+        )
+
+
+def _check_key(key: str | None) -> str:
+    if key is None:
+        return ""
+    if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidParameterError(
+            "An idempotency key is 1 to 255 printable ASCII characters without spaces.",
+            parameter="idempotency_key",
+        )
+    return key
+
+
+def _refund_refusal(trade: Trade, now: datetime) -> RefundNotAllowed | None:
+    """Why ``trade`` (locked) cannot be refunded at all now, or None."""
+    order = f"Order {trade.out_trade_no}"
+    if (
+        Refund.objects.filter(trade=trade, kind=RefundKind.REVERSE)
+        .exclude(status=RefundStatus.FAILED)
+        .exists()
+    ):
+        return RefundNotAllowed(
+            f"{order} has been reversed (or a reversal is under way): nothing is left to refund."
+        )
+    if not trade.is_paid:
+        if trade.status == TradeStatus.TRADE_CLOSED:
+            return RefundNotAllowed(f"{order} was closed without being paid: there is nothing to refund.")
+        return RefundNotAllowed(f"{order} has not been paid: there is nothing to refund.")
+    if trade.refunded_amount >= trade.amount:
+        return RefundNotAllowed(f"{order} has already been refunded in full.")
+    if trade.status == TradeStatus.TRADE_CLOSED:
+        return RefundNotAllowed(f"{order} is closed at Alipay: it can no longer be refunded.")
+    if trade.status == TradeStatus.TRADE_FINISHED and not Product(trade.product).is_online:
+        return RefundWindowClosed(f"{order} is finished at Alipay: its refund period has ended.")
+    days = app_settings.REFUND_WINDOW_DAYS
+    if days is not None:
+        paid_at = trade.paid_at or trade.created_at
+        if now > paid_at + timedelta(days=days):
+            return RefundWindowClosed(
+                f"{order} was paid on {protocol_clock.beijing_date(paid_at).isoformat()} (Beijing time); "
+                f"refunds are accepted for {days} days after payment."
+            )
+    return None
+
+
+def refund_refusal(trade: Trade, now: datetime | None = None) -> str | None:
+    """Why ``trade`` cannot be refunded at all at ``now`` (default: the domain clock), in words, or None.
+
+    For display (the admin offers a refund only when this is None): :func:`request_refund` checks the same
+    rules again under the trade's row lock. Refunds still on their way count as refunded, so a trade whose
+    whole remaining amount is held by them cannot be refunded until they settle.
+    """
+    refusal = _refund_refusal(trade, now or clock.now())
+    if refusal is not None:
+        return refusal.message
+    if trade.refundable_amount <= 0:
+        return (
+            f"Order {trade.out_trade_no}: the rest of the amount is held by refunds still in progress; wait "
+            "for their result."
+        )
+    return None
+
+
+def reverse_refusal(trade: Trade, now: datetime | None = None) -> str | None:
+    """Why ``trade`` cannot be reversed at ``now`` (default: the domain clock), in plain words, or None.
+
+    REVERSE is for in-store payments only, for the full amount with nothing refunded, and only on the Beijing
+    calendar day of the payment. An unpaid in-store order may be cancelled on its creation day, or within
+    15 minutes of its creation when that runs past midnight Beijing time.
+    """
+    now = now or clock.now()
+    order = f"Order {trade.out_trade_no}"
+    if Product(trade.product).is_online:
+        return f"{order} was paid online; online payments cannot be reversed, refund them instead."
+    if trade.status == TradeStatus.TRADE_CLOSED:
+        return f"{order} is already closed."
+    if trade.status == TradeStatus.TRADE_FINISHED:
+        return f"{order} is finished at Alipay; it can no longer be reversed."
+    if trade.status == TradeStatus.WAIT_BUYER_PAY:
+        created = trade.created_at
+        if protocol_clock.same_beijing_day(created, now) or now < created + UNPAID_CANCEL_GRACE:
+            return None
+        return (
+            f"{order} was created on {protocol_clock.beijing_date(created).isoformat()} (Beijing time) "
+            "and is unpaid; it can no longer be cancelled."
+        )
+    if trade.refunded_amount > 0 or trade.refund_pending_amount > 0:
+        return (
+            f"{order} has been partly refunded; a reversal returns the full amount only, so refund the rest "
+            "instead."
+        )
+    paid_at = trade.paid_at or trade.created_at
+    if not protocol_clock.same_beijing_day(paid_at, now):
+        return (
+            f"{order} was paid on {protocol_clock.beijing_date(paid_at).isoformat()} (Beijing time); a "
+            "reversal is only possible on the day of payment, so refund it instead."
+        )
+    return None
+
+
+def choose_refund_kind(trade: Trade, amount: Decimal) -> RefundKindChoice:
+    """REVERSE when allowed for this trade and amount (full, same Beijing day, in-store), else REFUND."""
+    refusal = reverse_refusal(trade)
+    if trade.status != TradeStatus.TRADE_SUCCESS and refusal is None:
+        refusal = f"Order {trade.out_trade_no} is not paid; there is nothing to refund."
+    if refusal is None and amount != trade.amount:
+        refusal = "A reversal returns the full amount only; a partial amount is refunded."
+    if refusal is None:
+        return RefundKindChoice(
+            RefundKind.REVERSE,
+            "Paid today (Beijing time) and not refunded: a reversal returns the full amount.",
+        )
+    return RefundKindChoice(RefundKind.REFUND, refusal)
+
+
+# --- requesting --------------------------------------------------------------------------------------------
+
+
+def _mint_gateway_id(kind: RefundKind, now: datetime) -> str:
+    # Readable day prefix for support staff; 80 random bits make a collision (caught by the DB) implausible.
+    prefix = "RV" if kind == RefundKind.REVERSE else "RF"
+    return f"{prefix}{protocol_clock.format_date(now)}{secrets.token_hex(10).upper()}"
+
+
+def _lock(trade: Trade) -> Trade:
+    return Trade.objects.select_for_update().get(pk=trade.pk)
+
+
+def _replay(
+    merchant_id: int, key: str, *, trade: Trade, kind: RefundKind, amount: Decimal, reason: str
+) -> Refund | None:
+    existing = Refund.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()
+    if existing is None:
+        return None
+    if (existing.trade_id, existing.kind, existing.amount, existing.reason) != (
+        trade.pk,
+        kind,
+        amount,
+        reason,
+    ):
+        raise IdempotencyConflict(
+            f"The idempotency key {key[:40]!r} was already used for {existing.kind.lower()} "
+            f"{existing.gateway_refund_id} with other details; use a new key for a new refund.",
+            out_trade_no=trade.out_trade_no,
+        )
+    return existing
+
+
+#: The dispatcher used when ``ALIPAY["CELERY_ENABLED"]`` is True and no REFUND_DISPATCHER is set.
+CELERY_DISPATCHER = "django_alipay.tasks.dispatch_refund"
+
+
+def refund_dispatcher() -> Callable[[int], Any]:
+    """The callable run on commit with a new refund's id to get it sent.
+
+    ``ALIPAY["REFUND_DISPATCHER"]`` when the shop sets it; otherwise the Celery dispatcher
+    (``django_alipay.tasks.dispatch_refund``) when ``ALIPAY["CELERY_ENABLED"]`` is True, else :func:`submit`,
+    which sends the refund at once in the committing process.
+    """
+    if "REFUND_DISPATCHER" not in app_settings.user_settings and app_settings.CELERY_ENABLED:
+        chosen: Any = CELERY_DISPATCHER
+    else:
+        chosen = app_settings.REFUND_DISPATCHER
+    target: Callable[[int], Any] = chosen if callable(chosen) else import_string(str(chosen))
+    return target
+
+
+def _dispatch_on_commit(refund_id: int) -> None:
+    def dispatch() -> None:
+        refund_dispatcher()(refund_id)
+
+    # robust: the refund is committed and safe; a failing dispatch is logged and left to reconciliation.
+    transaction.on_commit(dispatch, robust=True)
+
+
+def _create(
+    locked: Trade, *, kind: RefundKind, amount: Decimal, reason: str, key: str, debits: bool, now: datetime
+) -> Refund:
+    """Insert the refund and reserve its amount; the savepoint turns a lost race into a typed error."""
+    try:
+        with transaction.atomic():
+            refund = Refund.objects.create(
+                merchant_id=locked.merchant_id,
+                trade=locked,
+                kind=kind,
+                gateway_refund_id=_mint_gateway_id(kind, now),
+                amount=amount,
+                currency=locked.currency,
+                reason=reason,
+                idempotency_key=key,
+                debits_balance=debits,
+                created_at=now,
+            )
+            if debits:
+                Trade.objects.filter(pk=locked.pk).update(
+                    refund_pending_amount=F("refund_pending_amount") + amount
+                )
+    except IntegrityError:
+        if key and Refund.objects.filter(merchant_id=locked.merchant_id, idempotency_key=key).exists():
+            raise IdempotencyConflict(
+                f"The idempotency key {key[:40]!r} is already used by another refund of this merchant.",
+                out_trade_no=locked.out_trade_no,
+            ) from None
+        if kind == RefundKind.REVERSE:
+            raise ReverseNotAllowed(f"Order {locked.out_trade_no} is already being reversed.") from None
+        # Only the CheckConstraint is left: the database itself refused to over-refund.
+        locked.refresh_from_db()
+        raise RefundAmountExceeded(
+            f"This refund of {_fmt(amount, locked.currency)} exceeds what is still refundable on order "
+            f"{locked.out_trade_no}: {_fmt(max(locked.refundable_amount, Decimal(0)), locked.currency)}.",
+            out_trade_no=locked.out_trade_no,
+        ) from None
+    if debits:
+        locked.refund_pending_amount += amount
+    _dispatch_on_commit(refund.pk)
+    return refund
+
+
+def _finish(refund: Refund, trade: Trade, locked: Trade) -> Refund:
+    trades._copy_into(trade, locked)
+    if not connection.in_atomic_block:
+        # The default dispatcher already ran on commit: return the refund as it is now.
+        refund.refresh_from_db()
+        trade.refresh_from_db()
+    return refund
+
+
+def request_refund(
+    trade: Trade,
+    amount: Decimal | str,
+    *,
+    reason: str = "",
+    idempotency_key: str | None = None,
+    currency: str | None = None,
+) -> Refund:
+    """Refund ``amount`` of a paid trade (a REFUND); returns the Refund (already sent outside a transaction).
+
+    Checked under the trade's row lock: the trade is paid and not closed, reversed or fully refunded; the
+    refund window is open; the amount is positive, fits the currency and, added to every refund requested,
+    sent, unknown or made, does not exceed the amount paid. ``currency``, when given, must be the trade's.
+    The same ``idempotency_key`` with the same details returns the first refund (nothing new is sent); with
+    other details it raises IdempotencyConflict. Refusals raise RefundNotAllowed and its subclasses,
+    AmountError or InvalidParameterError, with a message for the shop owner; nothing is stored then.
+    """
+    value = _refund_amount(amount, trade.currency)
+    _check_currency(trade, currency)
+    _check_reason(trade, reason)
+    key = _check_key(idempotency_key)
+    now = clock.now()
+    with transaction.atomic():
+        locked = _lock(trade)
+        if key:
+            existing = _replay(
+                locked.merchant_id, key, trade=locked, kind=RefundKind.REFUND, amount=value, reason=reason
+            )
+            if existing is not None:
+                return _finish(existing, trade, locked)
+        refusal = _refund_refusal(locked, now)
+        if refusal is not None:
+            refusal.out_trade_no = locked.out_trade_no
+            raise refusal
+        if value > locked.refundable_amount:
+            raise RefundAmountExceeded(
+                f"This refund of {_fmt(value, locked.currency)} exceeds what is still refundable on order "
+                f"{locked.out_trade_no}: {_fmt(locked.refundable_amount, locked.currency)}.",
+                out_trade_no=locked.out_trade_no,
+            )
+        refund = _create(
+            locked, kind=RefundKind.REFUND, amount=value, reason=reason, key=key, debits=True, now=now
+        )
+    return _finish(refund, trade, locked)
+
+
+def request_full_refund(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
+    """Refund everything still refundable on ``trade``: the amount less refunds made or on their way.
+
+    The remaining amount is read afresh; :func:`request_refund` then checks it under the row lock, so a
+    refund racing this one makes it fail (RefundAmountExceeded) rather than over-refund. Raises
+    RefundNotAllowed with the reason of :func:`refund_refusal` when nothing can be refunded.
+    """
+    trade.refresh_from_db()
+    refusal = refund_refusal(trade)
+    if refusal is not None:
+        raise RefundNotAllowed(refusal, out_trade_no=trade.out_trade_no)
+    return request_refund(trade, trade.refundable_amount, reason=reason, idempotency_key=idempotency_key)
+
+
+def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
+    """Reverse (cancel) an in-store trade: full amount, on the payment's Beijing day; returns the Refund.
+
+    An unpaid order is closed instead (no money moves). A trade that already has a reversal gets that one
+    back, so asking twice sends one request. Raises ReverseNotAllowed saying why, and what to do instead.
+    """
+    _check_reason(trade, reason)
+    key = _check_key(idempotency_key)
+    now = clock.now()
+    with transaction.atomic():
+        locked = _lock(trade)
+        existing = (
+            Refund.objects.filter(trade=locked, kind=RefundKind.REVERSE)
+            .exclude(status=RefundStatus.FAILED)
+            .first()
+        )
+        if existing is not None:
+            return _finish(existing, trade, locked)
+        if key:
+            replay = _replay(
+                locked.merchant_id,
+                key,
+                trade=locked,
+                kind=RefundKind.REVERSE,
+                amount=locked.amount,
+                reason=reason,
+            )
+            if replay is not None:
+                return _finish(replay, trade, locked)
+        refusal = reverse_refusal(locked, now)
+        if refusal is not None:
+            raise ReverseNotAllowed(refusal, out_trade_no=locked.out_trade_no)
+        paid = locked.status == TradeStatus.TRADE_SUCCESS
+        refund = _create(
+            locked,
+            kind=RefundKind.REVERSE,
+            amount=locked.amount,
+            reason=reason,
+            key=key,
+            debits=paid,
+            now=now,
+        )
+    return _finish(refund, trade, locked)
+
+
+# --- sending -----------------------------------------------------------------------------------------------
+
+
+def _sync_allowed(now: datetime) -> bool:
+    start, end = SYNC_REFUND_BLACKOUT
+    return bool(app_settings.REFUND_SYNC) and not (start <= protocol_clock.to_beijing(now).time() < end)
+
+
+def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str]:
+    """The wire-named arguments of the call, as strings, stored so every resend is the very same request.
+
+    Wire timestamps (gmt_return, timestamp) are real time: the gateway checks them against its own clock.
+    """
+    amount = money.format_amount(refund.amount, refund.currency)
+    sync = "Y" if _sync_allowed(now) else "N"
+    sent_at = timezone.now()
+    if refund.kind == RefundKind.REVERSE:
+        if app_settings.REVERSE_SERVICE == "spot_reverse":
+            return {"partner_trans_id": trade.out_trade_no}
+        return {"out_trade_no": trade.out_trade_no, "timestamp": protocol_clock.format_datetime(sent_at)}
+    request = {"currency": refund.currency, "is_sync": sync}
+    if Product(trade.product).is_online:
+        request |= {
+            "out_return_no": refund.gateway_refund_id,
+            "out_trade_no": trade.out_trade_no,
+            "return_amount": amount,
+            "gmt_return": protocol_clock.format_compact(sent_at),
+            "reason": refund.reason,
+            "product_code": "NEW_WAP_OVERSEAS_SELLER"
+            if trade.product == Product.ONLINE_WAP
+            else "NEW_OVERSEAS_SELLER",
+        }
+    else:
+        request |= {
+            "partner_trans_id": trade.out_trade_no,
+            "partner_refund_id": refund.gateway_refund_id,
+            "refund_amount": amount,
+            "refund_reason": refund.reason,
+        }
+    notify = Merchant.objects.get(pk=trade.merchant_id).notify_url()
+    if notify:
+        request["notify_url"] = notify
+    return {name: value for name, value in request.items() if value}
+
+
+#: Added to REFUND_SPACING: the gateway sees a call some milliseconds after it is stamped here, and not the
+#: same number of milliseconds every time; a tenth of a second keeps the gap it measures at the setting or above.
+SPACING_MARGIN = 0.1
+#: Seconds allowed, beyond ALIPAY["HTTP_TOTAL_TIMEOUT"], between claiming a refund and recording its answer.
+IN_FLIGHT_SLACK = 5.0
+
+
+def _database_now() -> datetime:
+    """The database server's clock: one clock for every worker on every machine (wall time, not the domain's)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT clock_timestamp()")
+            row = cursor.fetchone()
+        if row is not None and isinstance(row[0], datetime):
+            return row[0]
+    return timezone.now()
+
+
+def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
+    """Stamp the merchant's next refund call, REFUND_SPACING (+ SPACING_MARGIN) seconds after its previous one.
+
+    The merchant row is locked only to read and write ``last_refund_sent_at``, never while waiting. When the
+    slot has not come yet: with ``wait`` sleep (lock released) and try again, else raise
+    RefundSpacingNotReached. A stamp in the future (a clock set back) does not block the merchant for good.
+    """
+    spacing = float(app_settings.REFUND_SPACING)
+    if spacing <= 0:
+        return
+    gap = spacing + SPACING_MARGIN
+    while True:
+        with transaction.atomic():
+            merchant = Merchant.objects.select_for_update().only("pk", "last_refund_sent_at").get(pk=merchant_id)
+            current = _database_now()
+            last = merchant.last_refund_sent_at
+            remaining = 0.0 if last is None else (last - current).total_seconds() + gap
+            if remaining <= 0 or remaining > gap:
+                Merchant.objects.filter(pk=merchant_id).update(last_refund_sent_at=current)
+                return
+        if not wait:
+            raise RefundSpacingNotReached(
+                f"Alipay asks for {spacing:g} seconds between refunds of one partner; the next one may go in "
+                f"{remaining:.2f} seconds.",
+                retry_after=remaining,
+            )
+        time.sleep(remaining)
+
+
+def call_in_flight(refund: Refund) -> float:
+    """Seconds during which a gateway call for ``refund`` may still be under way (0.0 when none can be).
+
+    A refund claimed for a call (SUBMITTED, or UNKNOWN being resolved) with no answer recorded yet is either
+    waiting for the gateway or was left by a process that died. The two look the same until the client's
+    total deadline (``ALIPAY["HTTP_TOTAL_TIMEOUT"]``, plus IN_FLIGHT_SLACK) has passed since the claim; a
+    caller that resends before then may send the same request twice (harmless with the same gateway id,
+    but needless).
+    """
+    if refund.status not in (RefundStatus.SUBMITTED, RefundStatus.UNKNOWN) or refund.response:
+        return 0.0
+    if refund.submitted_at is None:
+        return 0.0
+    window = float(app_settings.HTTP_TOTAL_TIMEOUT) + IN_FLIGHT_SLACK
+    left = (refund.submitted_at + timedelta(seconds=window) - clock.now()).total_seconds()
+    return max(0.0, min(left, window))
+
+
+def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
+    merchant = Merchant.objects.get(pk=trade.merchant_id)
+    online = Product(trade.product).is_online
+    client = gateway.client_for(merchant, instore=not online)
+    if refund.kind == RefundKind.REVERSE:
+        if "partner_trans_id" in request:
+            return client.spot_reverse(**request)
+        return client.cancel(**request)
+    if online:
+        return client.forex_refund(**request)
+    return client.spot_refund(**request)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: RefundStatus
+    code: str = ""
+    description: str = ""
+    fields: Mapping[str, str] | None = None
+
+
+def _interpret(refund: Refund, answer: Any, request: Mapping[str, str]) -> _Outcome:
+    """What a successful call's answer means for the refund."""
+    # A bare is_success=T still records that an answer came: an empty response means "no answer yet".
+    fields = {str(k): str(v) for k, v in getattr(answer, "fields", {}).items()} or {"is_success": "T"}
+    code = fields.get("result_code", "")
+    error = fields.get("error") or fields.get("detail_error_code") or ""
+    description = fields.get("detail_error_des", "")
+    if code in ("FAIL", "FAILED"):
+        if fields.get("retry_flag") == "Y":
+            return _Outcome(
+                RefundStatus.UNKNOWN, error or code, "Alipay asks for the request to be sent again.", fields
+            )
+        return _Outcome(
+            RefundStatus.FAILED, error or code, description or lookup_error(error).description, fields
+        )
+    if code in ("UNKNOW", "UNKNOWN"):
+        return _Outcome(RefundStatus.UNKNOWN, code, "Alipay does not know the outcome yet.", fields)
+    if code not in ("", "SUCCESS"):
+        return _Outcome(RefundStatus.UNKNOWN, code, "Unexpected result code.", fields)
+    if refund.kind == RefundKind.REFUND and request.get("is_sync") != "Y":
+        # Accepted, not refunded: the result comes as a notification.
+        return _Outcome(RefundStatus.SUBMITTED, fields=fields)
+    return _Outcome(RefundStatus.SUCCEEDED, fields=fields)
+
+
+def _outcome_of_error(exc: AlipayError, *, conclusive: bool) -> _Outcome:
+    code = exc.code or type(exc).__name__
+    description = exc.description or exc.message
+    fields = {"error": exc.code or "", "description": description}
+    if isinstance(exc, TransportError) and conclusive:
+        # Never sent: back to REQUESTED so the next attempt is a first attempt again. Not after an earlier
+        # attempt, which may have been delivered: its refund stays UNKNOWN until an answer settles it.
+        return _Outcome(RefundStatus.REQUESTED, code, description, fields)
+    definitive = isinstance(exc, AlipayGatewayError | AlipayBusinessError) and not exc.retryable
+    if definitive and conclusive and exc.code not in _INCONCLUSIVE_CODES and lookup_error(exc.code).is_known:
+        return _Outcome(RefundStatus.FAILED, code, description, fields)
+    return _Outcome(RefundStatus.UNKNOWN, code, description, fields)
+
+
+def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool) -> Refund:
+    trade = Trade.objects.get(pk=refund.trade_id)
+    try:
+        answer = _call(refund, trade, request)
+    except AlipayError as exc:
+        outcome = _outcome_of_error(exc, conclusive=conclusive)
+    else:
+        outcome = _interpret(refund, answer, request)
+        if not conclusive and outcome.status == RefundStatus.FAILED:
+            outcome = _Outcome(RefundStatus.UNKNOWN, outcome.code, outcome.description, outcome.fields)
+    if not conclusive and outcome.status not in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
+        logger.error(
+            "%s %s is still unresolved after a resend (%s): it needs a person to check it with Alipay",
+            refund.kind,
+            refund.gateway_refund_id,
+            outcome.code or "no answer",
+        )
+    return record_result(
+        refund,
+        outcome=outcome.status,
+        code=outcome.code,
+        description=outcome.description,
+        response=outcome.fields or {},
+    )
+
+
+def submit(refund_id: int, *, wait: bool = True) -> Refund:
+    """Send a REQUESTED refund to the gateway, exactly once: only the caller that moves it to SUBMITTED calls.
+
+    Safe to run from any number of workers or retries at once; a refund in any other status is returned
+    unchanged. The default ``REFUND_DISPATCHER``. The merchant's refund spacing is kept first: ``wait=False``
+    raises RefundSpacingNotReached instead of sleeping, with the refund still REQUESTED.
+    """
+    refund = Refund.objects.get(pk=refund_id)
+    if refund.status != RefundStatus.REQUESTED:
+        return refund
+    trade = Trade.objects.get(pk=refund.trade_id)
+    # The client is built first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
+    gateway.client_for(
+        Merchant.objects.get(pk=trade.merchant_id), instore=not Product(trade.product).is_online
+    )
+    _take_send_slot(trade.merchant_id, wait=wait)
+    now = clock.now()
+    request = _build_request(refund, trade, now)
+    claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(
+        status=RefundStatus.SUBMITTED,
+        request_params=request,
+        response={},
+        submitted_at=now,
+        attempts=F("attempts") + 1,
+        updated_at=timezone.now(),
+    )
+    if not claimed:
+        return Refund.objects.get(pk=refund_id)
+    refund.refresh_from_db()
+    return _send(refund, request, conclusive=True)
+
+
+def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
+    """Settle a refund of unknown outcome by asking again under the same gateway id; never mints a new one.
+
+    REFUND: the stored request is sent again (Alipay identifies a refund by its out_return_no /
+    partner_refund_id, so a refund already made is not made twice). REVERSE: the trade is queried first; a
+    closed trade means the reversal happened, otherwise the reversal is sent again. Also sends a SUBMITTED
+    refund whose call never got an answer recorded (a crash between claim and call). One caller at a time.
+    The resend keeps the merchant's refund spacing like :func:`submit` (``wait=False``: raise
+    RefundSpacingNotReached instead of sleeping, with nothing changed).
+    """
+    refund.refresh_from_db()
+    resendable = refund.status == RefundStatus.UNKNOWN or (
+        refund.status == RefundStatus.SUBMITTED and not refund.response
+    )
+    if not resendable:
+        return refund
+    request = dict(refund.request_params)
+    if refund.kind == RefundKind.REVERSE:
+        trade = Trade.objects.get(pk=refund.trade_id)
+        try:
+            trades.sync_trade(trade)
+        except AlipayError as exc:
+            logger.warning(
+                "query before resending %s failed (%s); resending", refund.gateway_refund_id, exc.code
+            )
+        if trade.status == TradeStatus.TRADE_CLOSED:
+            return record_result(
+                refund, outcome=RefundStatus.SUCCEEDED, response=dict(trade.gateway_response)
+            )
+        if "timestamp" in request:
+            # cancel requests expire after 30 minutes; the resend is the same cancel with a fresh timestamp.
+            request["timestamp"] = protocol_clock.format_datetime(timezone.now())
+    _take_send_slot(refund.merchant_id, wait=wait)
+    # The claim empties the response, so that "claimed, no answer yet" reads the same as after submit().
+    claimed = Refund.objects.filter(pk=refund.pk, status=refund.status, attempts=refund.attempts).update(
+        attempts=F("attempts") + 1, submitted_at=clock.now(), response={}, updated_at=timezone.now()
+    )
+    if not claimed:
+        refund.refresh_from_db()
+        return refund
+    refund.refresh_from_db()
+    return _send(refund, request, conclusive=False)
+
+
+# --- recording ---------------------------------------------------------------------------------------------
+
+_ALLOWED = {
+    RefundStatus.REQUESTED: {RefundStatus.REQUESTED, RefundStatus.SUBMITTED, RefundStatus.UNKNOWN,
+                             RefundStatus.SUCCEEDED, RefundStatus.FAILED},
+    RefundStatus.SUBMITTED: {RefundStatus.REQUESTED, RefundStatus.SUBMITTED, RefundStatus.UNKNOWN,
+                             RefundStatus.SUCCEEDED, RefundStatus.FAILED},
+    RefundStatus.UNKNOWN: {RefundStatus.SUBMITTED, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED,
+                           RefundStatus.FAILED},
+}  # fmt: skip
+
+
+def record_result(
+    refund: Refund,
+    *,
+    outcome: RefundStatus | str,
+    code: str = "",
+    description: str = "",
+    response: Mapping[str, Any] | None = None,
+) -> Refund:
+    """Record what became of a refund (a gateway answer, a notification, or a person's finding).
+
+    Under the trade's and the refund's row locks. SUCCEEDED moves the amount from pending to refunded (and a
+    REVERSE closes the trade); FAILED releases it; SUBMITTED (accepted) and UNKNOWN keep it reserved.
+    SUCCEEDED and FAILED are final: a later, different outcome is logged as a conflict and ignored, a repeat
+    of the same one changes nothing. Signals are sent after the commit. Returns the refreshed refund.
+    """
+    status = RefundStatus(outcome)
+    raw = {str(k): str(v) for k, v in (response or {}).items()}
+    now = clock.now()
+    with transaction.atomic():
+        trade = Trade.objects.select_for_update().get(pk=refund.trade_id)
+        locked = Refund.objects.select_for_update().get(pk=refund.pk)
+        previous = RefundStatus(locked.status)
+        if status not in _ALLOWED.get(previous, set()):
+            if status != previous:
+                logger.error(
+                    "%s %s is already %s; a later report of %s (%s) was ignored",
+                    locked.kind,
+                    locked.gateway_refund_id,
+                    previous,
+                    status,
+                    code or "no code",
+                )
+            trades._copy_into(refund, locked)
+            return refund
+        locked.status = status
+        if code or status in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
+            locked.error_code = code[:64]
+            locked.error_description = description
+        if raw:
+            locked.response = raw
+        if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+            locked.completed_at = now
+        locked.save()
+        if locked.debits_balance and status == RefundStatus.SUCCEEDED:
+            Trade.objects.filter(pk=trade.pk).update(
+                refund_pending_amount=F("refund_pending_amount") - locked.amount,
+                refunded_amount=F("refunded_amount") + locked.amount,
+            )
+        elif locked.debits_balance and status == RefundStatus.FAILED:
+            Trade.objects.filter(pk=trade.pk).update(
+                refund_pending_amount=F("refund_pending_amount") - locked.amount
+            )
+        trade.refresh_from_db()
+        if locked.kind == RefundKind.REVERSE and status == RefundStatus.SUCCEEDED:
+            trades._apply_locked(
+                trade,
+                Merchant.objects.get(pk=trade.merchant_id),
+                status=TradeStatus.TRADE_CLOSED.value,
+                amount=None,
+                currency=None,
+                partner=None,
+                trade_no=None,
+                paid_at=None,
+                buyer_id=None,
+                buyer_login=None,
+                additional_status=None,
+                payment_type=None,
+                raw=raw,
+                source="gateway",
+            )
+        if status == RefundStatus.SUCCEEDED and previous != status:
+            signals.send_on_commit(signals.refund_succeeded, Refund, refund=locked, trade=trade, params=raw)
+        elif status == RefundStatus.FAILED and previous != status:
+            signals.send_on_commit(signals.refund_failed, Refund, refund=locked, trade=trade, params=raw)
+    trades._copy_into(refund, locked)
+    return refund

@@ -1,0 +1,544 @@
+"""Create trades and move their status forward, from notifications and queries alike, under a row lock."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, models, transaction
+
+from django_alipay import gateway, signals
+from django_alipay.conf import app_settings
+from django_alipay.domain import clock
+from django_alipay.domain.errors import TradeNotAllowed
+from django_alipay.enums import NotificationFlag, Product
+from django_alipay.models import Merchant, Trade
+from django_alipay.protocol import money
+from django_alipay.protocol.codes import TradeStatus, can_transition
+from django_alipay.protocol.errors import (
+    AlipayBusinessError,
+    AlipayError,
+    AlipayGatewayError,
+    AmountError,
+    InvalidParameterError,
+)
+
+__all__ = ["StatusChange", "TradeStart", "apply_status", "create_trade", "sync_trade"]
+
+logger = logging.getLogger("django_alipay.trades")
+
+_ORDER_NUMBER = re.compile(r"[\x21-\x7e]{1,64}")
+_DETAIL_LENGTHS = {
+    "trade_no": 64,
+    "buyer_id": 64,
+    "buyer_login": 128,
+    "additional_status": 64,
+    "payment_type": 8,
+}
+_TWO_DECIMALS = re.compile(r"(0|[1-9][0-9]{0,11})\.[0-9]{2}")
+# Answers meaning "Alipay has no such trade": the buyer never reached the cashier, nothing to apply.
+_NOT_FOUND_CODES = frozenset({"TRADE_NOT_EXIST", "TRANS_NOT_FOUND", "PURCHASE_TRADE_NOT_EXIST"})
+
+
+@dataclass(frozen=True)
+class TradeStart:
+    """What :func:`create_trade` produced: the trade, and how the buyer pays it.
+
+    Online: ``url`` to redirect the buyer to (or ``form_html`` to render). QR code: ``qr_code`` to show.
+    Barcode: the trade's status says whether it is paid. ``error`` is the gateway error of an in-store call
+    whose outcome is not known yet (the trade stays WAIT_BUYER_PAY until a query or notification says more).
+    """
+
+    trade: Trade
+    url: str = ""
+    form_html: str = ""
+    qr_code: str = ""
+    error: AlipayError | None = None
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """The result of :func:`apply_status`.
+
+    ``applied`` is True when the report was accepted (a transition, or a repeat of the current status);
+    ``flag`` (a :class:`~django_alipay.enums.NotificationFlag` value) says why it was not, with ``message``.
+    """
+
+    trade: Trade
+    previous_status: str
+    status: str
+    applied: bool
+    flag: str = ""
+    message: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """True when the trade's status moved."""
+        return self.previous_status != self.status
+
+
+def _copy_into(target: models.Model, source: models.Model) -> None:
+    """Refresh the caller's instance from the locked row, so it never holds a stale status or balance."""
+    for field in source._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+
+
+def _amount_of(
+    value: Decimal | str, currency: str, *, maximum: Decimal, parameter: str = "amount"
+) -> Decimal:
+    if isinstance(value, str):
+        return money.parse_amount(
+            value, currency, minimum=money.ONLINE_MIN, maximum=maximum, parameter=parameter
+        )
+    return money.to_amount(value, currency, minimum=money.ONLINE_MIN, maximum=maximum, parameter=parameter)
+
+
+def _reported_amount(value: Decimal | str, currency: str) -> Decimal:
+    """An amount Alipay reported: strict shape, but "100.00" JPY is read as 100 (zeros carry no value)."""
+    if isinstance(value, Decimal):
+        return money.to_amount(value, currency, minimum=money.ONLINE_MIN, maximum=money.INSTORE_MAX)
+    try:
+        return money.parse_amount(value, currency, minimum=money.ONLINE_MIN, maximum=money.INSTORE_MAX)
+    except AmountError:
+        if isinstance(value, str) and _TWO_DECIMALS.fullmatch(value):
+            return money.to_amount(
+                Decimal(value), currency, minimum=money.ONLINE_MIN, maximum=money.INSTORE_MAX
+            )
+        raise
+
+
+def create_trade(
+    merchant: Merchant,
+    *,
+    out_trade_no: str,
+    amount: Decimal | str,
+    currency: str | None = None,
+    subject: str,
+    product: Product | str = Product.ONLINE_WEB,
+    body: str = "",
+    buyer_identity_code: str | None = None,
+    return_url: str | None = None,
+    notify_url: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> TradeStart:
+    """Create a Trade (WAIT_BUYER_PAY) and start its payment.
+
+    Online products get a signed cashier URL and form (no gateway call). In-store products call the gateway
+    after the row is committed: spot pay with the buyer's barcode (``buyer_identity_code``), or precreate
+    for a QR code; their answer is applied with :func:`apply_status`. ``currency`` defaults to the
+    merchant's; ``amount`` is a Decimal or canonical text in the currency's exponent. ``extra`` passes
+    further wire parameters of the service (``timeout_rule``, ``trade_information`` ...).
+
+    Raises InvalidParameterError / AmountError for bad input and TradeNotAllowed for an inactive merchant
+    or an order number already used, before anything is stored.
+    """
+    product = Product(product)
+    currency = currency or merchant.currency
+    money.exponent(currency)  # validates the code
+    maximum = money.ONLINE_MAX if product.is_online else money.INSTORE_MAX
+    amount = _amount_of(amount, currency, maximum=maximum)
+    if not isinstance(out_trade_no, str) or not _ORDER_NUMBER.fullmatch(out_trade_no) or '"' in out_trade_no:
+        raise InvalidParameterError(
+            "out_trade_no must be 1 to 64 printable ASCII characters without spaces or quotes",
+            parameter="out_trade_no",
+        )
+    if not subject or len(subject) > 256:
+        raise InvalidParameterError("subject must be 1 to 256 characters", parameter="subject")
+    if product == Product.IN_STORE_BARCODE and not buyer_identity_code:
+        raise InvalidParameterError(
+            "a barcode payment needs the buyer's payment code", parameter="buyer_identity_code"
+        )
+    if not merchant.is_active:
+        raise TradeNotAllowed(f"Merchant {merchant.name} is not active: it cannot take payments.")
+
+    notify = notify_url if notify_url is not None else merchant.notify_url()
+    fields: dict[str, Any] = {
+        "merchant": merchant,
+        "product": product,
+        "out_trade_no": out_trade_no,
+        "amount": amount,
+        "currency": currency,
+        "subject": subject,
+        "body": body,
+        "created_at": clock.now(),
+    }
+    try:
+        if product.is_online:
+            with transaction.atomic():
+                trade = Trade.objects.create(**fields)
+        else:
+            # The in-store call must follow the commit: the answer (or its notification) must find the row.
+            with transaction.atomic(durable=True):
+                trade = Trade.objects.create(**fields)
+    except IntegrityError:
+        raise TradeNotAllowed(
+            f"Order {out_trade_no} already exists for merchant {merchant.name}: use a new order number.",
+            out_trade_no=out_trade_no,
+        ) from None
+
+    params = dict(extra or {})
+    if product.is_online:
+        return _start_online(trade, product, notify, return_url, params)
+    if product == Product.IN_STORE_BARCODE:
+        assert buyer_identity_code is not None
+        return _start_spot_pay(trade, buyer_identity_code, notify, params)
+    return _start_precreate(trade, notify, params)
+
+
+def _start_online(
+    trade: Trade, product: Product, notify: str | None, return_url: str | None, params: dict[str, Any]
+) -> TradeStart:
+    client = gateway.client_for(trade.merchant)
+    request: dict[str, Any] = {
+        "out_trade_no": trade.out_trade_no,
+        "subject": trade.subject,
+        "body": trade.body or None,
+        "currency": trade.currency,
+        "total_fee": trade.amount,
+        "notify_url": notify,
+        "return_url": return_url if return_url is not None else app_settings.RETURN_URL,
+        **params,
+    }
+    if product == Product.ONLINE_WAP:
+        request.setdefault("product_code", "NEW_WAP_OVERSEAS_SELLER")
+        page = client.create_forex_trade_wap(**request)
+    else:
+        request.setdefault("product_code", "NEW_OVERSEAS_SELLER")
+        page = client.create_forex_trade(**request)
+    trade.payment_url = page.url
+    trade.save(update_fields=["payment_url", "updated_at"])
+    return TradeStart(trade=trade, url=page.url, form_html=page.form_html())
+
+
+def _start_spot_pay(trade: Trade, code: str, notify: str | None, params: dict[str, Any]) -> TradeStart:
+    client = gateway.client_for(trade.merchant, instore=True)
+    try:
+        result = client.spot_pay(
+            partner_trans_id=trade.out_trade_no,
+            trans_name=trade.subject,
+            currency=trade.currency,
+            trans_amount=trade.amount,
+            buyer_identity_code=code,
+            trans_create_time=trade.created_at,
+            notify_url=notify,
+            **params,
+        )
+    except (AlipayBusinessError, AlipayGatewayError) as exc:
+        _close_refused(trade, exc.code or "", exc.description or "")
+        return TradeStart(trade=trade, error=exc)
+    except AlipayError as exc:
+        logger.warning(
+            "spot pay of %s has an unknown outcome (%s); it will be queried", trade.out_trade_no, exc.code
+        )
+        return TradeStart(trade=trade, error=exc)
+    return TradeStart(trade=trade, error=_apply_instore_result(trade, result))
+
+
+def _apply_instore_result(trade: Trade, result: Any) -> AlipayError | None:
+    """Apply a spot pay / query answer; returns an error when the payment failed or its outcome is unknown."""
+    code = str(result.fields.get("result_code", ""))
+    if code in ("FAIL", "FAILED"):
+        error = str(result.fields.get("error", ""))
+        _close_refused(trade, error, "")
+        return AlipayBusinessError(
+            f"Alipay refused the payment: {error or code}",
+            code=error or None,
+            out_trade_no=trade.out_trade_no,
+        )
+    status = result.fields.get("alipay_trans_status") or ("TRADE_SUCCESS" if code == "SUCCESS" else "")
+    if not status:
+        _record_answer(trade, result.fields)
+        return AlipayError(
+            f"in-store result {code or 'missing'}: the payment will be queried", code=code or None
+        )
+    apply_status(
+        trade,
+        status=status,
+        amount=result.fields.get("trans_amount"),
+        currency=result.fields.get("currency"),
+        trade_no=result.fields.get("alipay_trans_id"),
+        paid_at=_time(result, "alipay_pay_time"),
+        buyer_id=result.fields.get("alipay_buyer_user_id"),
+        buyer_login=result.fields.get("alipay_buyer_login_id"),
+        params=result.fields,
+        source="gateway",
+    )
+    return None
+
+
+def _close_refused(trade: Trade, code: str, description: str) -> None:
+    """A definitive refusal ends this payment attempt; another attempt needs a new order number."""
+    apply_status(
+        trade,
+        status=TradeStatus.TRADE_CLOSED,
+        params={"error": code, "description": description},
+        source="gateway",
+    )
+
+
+def _start_precreate(trade: Trade, notify: str | None, params: dict[str, Any]) -> TradeStart:
+    client = gateway.client_for(trade.merchant, instore=True)
+    try:
+        result = client.precreate(
+            out_trade_no=trade.out_trade_no,
+            subject=trade.subject,
+            currency=trade.currency,
+            total_fee=trade.amount,
+            notify_url=notify,
+            **params,
+        )
+    except AlipayError as exc:
+        logger.warning("precreate of %s failed (%s)", trade.out_trade_no, exc.code)
+        return TradeStart(trade=trade, error=exc)
+    trade.qr_code = str(result.fields.get("qr_code", ""))[:512]
+    trade.gateway_response = dict(result.fields)
+    trade.save(update_fields=["qr_code", "gateway_response", "updated_at"])
+    return TradeStart(trade=trade, qr_code=trade.qr_code)
+
+
+def _time(result: Any, name: str) -> datetime | None:
+    value = getattr(result, name, None)
+    return value if isinstance(value, datetime) else None
+
+
+def _record_answer(trade: Trade, fields: Mapping[str, Any]) -> None:
+    Trade.objects.filter(pk=trade.pk).update(gateway_response=_jsonable(fields))
+    trade.gateway_response = _jsonable(fields)
+
+
+def _jsonable(fields: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in fields.items()}
+
+
+def _refusal(trade: Trade, flag: NotificationFlag, message: str) -> StatusChange:
+    logger.warning("trade %s: %s", trade.out_trade_no, message)
+    return StatusChange(trade, trade.status, trade.status, applied=False, flag=flag.value, message=message)
+
+
+def apply_status(
+    trade: Trade,
+    *,
+    status: TradeStatus | str,
+    amount: Decimal | str | None = None,
+    currency: str | None = None,
+    partner: str | None = None,
+    trade_no: str | None = None,
+    paid_at: datetime | None = None,
+    buyer_id: str | None = None,
+    buyer_login: str | None = None,
+    additional_status: str | None = None,
+    payment_type: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    source: str = "query",
+) -> StatusChange:
+    """Apply a status Alipay reported (notification, query or call answer) to ``trade``, forward only.
+
+    Under a row lock: the reported ``currency``, ``amount`` and ``partner`` (when given) must equal the
+    trade's, the status must be a known lifecycle status, and it must move the trade forward
+    (WAIT_BUYER_PAY -> TRADE_SUCCESS / TRADE_FINISHED / TRADE_CLOSED, TRADE_SUCCESS -> TRADE_FINISHED /
+    TRADE_CLOSED). A repeat of the current status is accepted and changes nothing (idempotent); a report
+    that would move it backwards is refused with flag ``stale_transition`` and changes nothing. Signals are
+    sent after the commit. ``trade`` is refreshed from the locked row. Never raises for bad reported data:
+    the result's ``flag`` says what was wrong.
+    """
+    raw = _jsonable(params or {})
+    with transaction.atomic():
+        locked = Trade.objects.select_for_update().get(pk=trade.pk)
+        merchant = Merchant.objects.get(pk=locked.merchant_id)
+        result = _apply_locked(
+            locked,
+            merchant,
+            status=str(status),
+            amount=amount,
+            currency=currency,
+            partner=partner,
+            trade_no=trade_no,
+            paid_at=paid_at,
+            buyer_id=buyer_id,
+            buyer_login=buyer_login,
+            additional_status=additional_status,
+            payment_type=payment_type,
+            raw=raw,
+            source=source,
+        )
+    _copy_into(trade, locked)
+    return StatusChange(
+        trade, result.previous_status, result.status, result.applied, result.flag, result.message
+    )
+
+
+def _apply_locked(
+    trade: Trade,
+    merchant: Merchant,
+    *,
+    status: str,
+    amount: Decimal | str | None,
+    currency: str | None,
+    partner: str | None,
+    trade_no: str | None,
+    paid_at: datetime | None,
+    buyer_id: str | None,
+    buyer_login: str | None,
+    additional_status: str | None,
+    payment_type: str | None,
+    raw: dict[str, str],
+    source: str,
+) -> StatusChange:
+    try:
+        new = TradeStatus(status)
+    except ValueError:
+        return _refusal(
+            trade, NotificationFlag.UNKNOWN_STATUS, f"Alipay reported an unknown status {status[:64]!r}."
+        )
+    if new.rank is None:
+        return _refusal(
+            trade,
+            NotificationFlag.UNKNOWN_STATUS,
+            f"Status {new.value} is not part of a cross-border payment.",
+        )
+    if currency is not None and currency != trade.currency:
+        return _refusal(
+            trade,
+            NotificationFlag.CURRENCY_MISMATCH,
+            f"Alipay reported currency {str(currency)[:16]!r} for order {trade.out_trade_no} "
+            f"in {trade.currency}.",
+        )
+    if amount is not None:
+        try:
+            reported = _reported_amount(amount, trade.currency)
+        except (AmountError, InvalidParameterError):
+            return _refusal(
+                trade,
+                NotificationFlag.BAD_AMOUNT,
+                f"Alipay reported an unusable amount {str(amount)[:32]!r}.",
+            )
+        if reported != trade.amount:
+            return _refusal(
+                trade,
+                NotificationFlag.AMOUNT_MISMATCH,
+                f"Alipay reported {money.format_amount(reported, trade.currency)} {trade.currency} for order "
+                f"{trade.out_trade_no} of {money.format_amount(trade.amount, trade.currency)} "
+                f"{trade.currency}.",
+            )
+    if partner is not None and partner != merchant.partner:
+        return _refusal(
+            trade,
+            NotificationFlag.PARTNER_MISMATCH,
+            f"The payment names partner {partner[:32]!r}, not this merchant.",
+        )
+
+    previous = trade.status
+    now = clock.now()
+    updates: dict[str, Any] = {}
+    if new.value != previous:
+        if not can_transition(previous, new):
+            return StatusChange(
+                trade,
+                previous,
+                previous,
+                applied=False,
+                flag=NotificationFlag.STALE_TRANSITION.value,
+                message=f"{new.value} arrived after {previous}; the trade keeps {previous}.",
+            )
+        updates["status"] = new.value
+        if new.is_paid and trade.paid_at is None:
+            updates["paid_at"] = paid_at or now
+        if new == TradeStatus.TRADE_CLOSED:
+            updates["closed_at"] = now
+    # Details are filled in, never overwritten with different values from a later report.
+    for name, value in (
+        ("trade_no", trade_no),
+        ("buyer_id", buyer_id),
+        ("buyer_login", buyer_login),
+        ("additional_status", additional_status),
+        ("payment_type", payment_type),
+    ):
+        if value and not getattr(trade, name):
+            updates[name] = str(value)[: _DETAIL_LENGTHS[name]]
+    if source != "notification" and raw:
+        updates["gateway_response"] = raw
+    if source != "notification":
+        updates["last_synced_at"] = now
+    for name, value in updates.items():
+        setattr(trade, name, value)
+    if updates:
+        trade.save(update_fields=[*updates, "updated_at"])
+
+    if "status" in updates:
+        signals.send_on_commit(
+            signals.trade_status_changed,
+            Trade,
+            trade=trade,
+            previous_status=previous,
+            status=new.value,
+            params=raw,
+        )
+        if "paid_at" in updates:
+            signals.send_on_commit(signals.trade_paid, Trade, trade=trade, params=raw)
+        if new == TradeStatus.TRADE_CLOSED:
+            signals.send_on_commit(signals.trade_closed, Trade, trade=trade, params=raw)
+    return StatusChange(trade, previous, trade.status, applied=True)
+
+
+def sync_trade(trade: Trade) -> StatusChange | None:
+    """Query the trade at the gateway and apply what it says; None when Alipay does not know the trade.
+
+    Online trades use single_trade_query, in-store ones alipay.acquire.overseas.query. Gateway errors other
+    than "no such trade" propagate (a retryable one can simply be tried again later).
+    """
+    merchant = Merchant.objects.get(pk=trade.merchant_id)
+    online = Product(trade.product).is_online
+    client = gateway.client_for(merchant, instore=not online)
+    result: Any
+    try:
+        if online:
+            result = client.single_trade_query(out_trade_no=trade.out_trade_no)
+        else:
+            result = client.overseas_query(partner_trans_id=trade.out_trade_no)
+    except (AlipayBusinessError, AlipayGatewayError) as exc:
+        if exc.code in _NOT_FOUND_CODES:
+            Trade.objects.filter(pk=trade.pk).update(last_synced_at=clock.now())
+            return None
+        raise
+    fields = result.fields
+    if online:
+        return apply_status(
+            trade,
+            status=fields.get("trade_status", ""),
+            amount=fields.get("total_fee"),
+            currency=fields.get("currency"),
+            trade_no=fields.get("trade_no"),
+            paid_at=_time(result, "gmt_payment"),
+            buyer_id=fields.get("buyer_id"),
+            buyer_login=fields.get("buyer_email"),
+            additional_status=fields.get("additional_trade_status"),
+            payment_type=fields.get("payment_type"),
+            params=fields,
+            source="query",
+        )
+    if str(fields.get("result_code", "")) != "SUCCESS" or not fields.get("alipay_trans_status"):
+        if fields.get("error") in _NOT_FOUND_CODES:
+            Trade.objects.filter(pk=trade.pk).update(last_synced_at=clock.now())
+            return None
+        raise AlipayBusinessError(
+            "the in-store query did not succeed",
+            code=fields.get("error") or None,
+            out_trade_no=trade.out_trade_no,
+        )
+    return apply_status(
+        trade,
+        status=fields["alipay_trans_status"],
+        amount=fields.get("trans_amount"),
+        currency=fields.get("currency"),
+        trade_no=fields.get("alipay_trans_id"),
+        paid_at=_time(result, "alipay_pay_time"),
+        buyer_id=fields.get("alipay_buyer_user_id"),
+        buyer_login=fields.get("alipay_buyer_login_id"),
+        params=fields,
+        source="query",
+    )

@@ -1,0 +1,65 @@
+"""Shared fixtures: a PostgreSQL guard for lock tests, the domain clock, and a merchant factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from django_alipay.domain import clock as domain_clock
+from django_alipay.protocol.clock import FixedClock
+
+TEST_PARTNER = "2088101122136241"
+# A made-up MD5 key in the portal's shape (32 letters and digits); never a real merchant's.
+TEST_MD5_KEY = "k3y4testsOnly0f32charsXYZ7890abc"
+
+
+@pytest.fixture
+def postgresql(db: None) -> None:
+    """Fail (not skip) when the database cannot take row locks: SQLite ignores SELECT ... FOR UPDATE."""
+    assert connection.vendor == "postgresql", (
+        "this test needs PostgreSQL (row locks); run it through scripts/with-services, e.g. "
+        "scripts/with-services .venv/bin/python -m pytest tests/domain"
+    )
+
+
+@pytest.fixture
+def fixed_clock() -> Iterator[Callable[[datetime], FixedClock]]:
+    """Set the domain clock to a fixed instant: ``fixed_clock(datetime(..., tzinfo=BEIJING))``."""
+
+    def stand_at(when: datetime) -> FixedClock:
+        fixed = FixedClock(when)
+        domain_clock.set_clock(fixed)
+        return fixed
+
+    yield stand_at
+    domain_clock.set_clock(None)
+
+
+@pytest.fixture
+def make_merchant(db: None) -> Callable[..., Any]:
+    """Create a Merchant (MD5, emulator environment) with any field overridden."""
+    from django_alipay.models import Merchant
+
+    counter = iter(range(1, 10_000))
+
+    def make(**fields: Any) -> Merchant:
+        number = next(counter)
+        values: dict[str, Any] = {
+            "name": f"Shop {number}",
+            "partner": TEST_PARTNER,
+            "environment": "emulator",
+            "gateway_url": "http://127.0.0.1:9/gateway.do",
+            "sign_type": "MD5",
+            "md5_key": TEST_MD5_KEY,
+            "currency": "USD",
+        }
+        values.update(fields)
+        if "partner" not in fields and number > 1:
+            values["partner"] = f"2088{number:012d}"
+        return Merchant.objects.create(**values)
+
+    return make

@@ -1,0 +1,59 @@
+"""Fixtures of the domain tests: a fake gateway, merchants pointing at it, and trades in a chosen state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from django_alipay.models import Merchant, Trade
+from django_alipay.protocol.clock import BEIJING
+from tests.domain.fakegateway import FakeGateway
+
+PAID_AT = datetime(2024, 5, 1, 12, 0, 0, tzinfo=BEIJING)
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeGateway]:
+    fake = FakeGateway()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def merchant(make_merchant: Callable[..., Merchant], gateway: FakeGateway) -> Merchant:
+    return make_merchant(gateway_url=gateway.url)
+
+
+@pytest.fixture
+def make_trade(merchant: Merchant) -> Callable[..., Trade]:
+    """A trade written directly (tests of refunds start from a known state, not from the payment flow)."""
+    counter = iter(range(1, 100_000))
+
+    def make(**fields: Any) -> Trade:
+        values: dict[str, Any] = {
+            "merchant": merchant,
+            "out_trade_no": f"ORDER-{next(counter)}",
+            "amount": Decimal("100.00"),
+            "currency": "USD",
+            "subject": "Test order",
+            "product": "web",
+            "status": "TRADE_FINISHED",
+            "paid_at": PAID_AT,
+            "created_at": PAID_AT,
+        }
+        values.update(fields)
+        return Trade.objects.create(**values)
+
+    return make
+
+
+@pytest.fixture
+def recorded_dispatch(settings: Any) -> Iterator[list[int]]:
+    """Replace the refund dispatcher by a recorder: refunds are created but never sent."""
+    sent: list[int] = []
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": sent.append}
+    return sent
