@@ -1,12 +1,13 @@
 """The Django application configuration of django_alipay."""
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DjangoAlipayConfig(AppConfig):
     name = "django_alipay"
     label = "django_alipay"
-    verbose_name = "Alipay"
+    verbose_name = _("Alipay")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

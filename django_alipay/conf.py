@@ -108,7 +108,7 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "RECONCILE_BATCH_SIZE": Setting(100, "Rows loaded and queried per batch by reconciliation."),
     "TASK_QUEUE": Setting("alipay", "Celery queue for notification follow-ups and reconciliation tasks."),
     "REFUND_TASK_QUEUE": Setting(
-        "alipay_refunds", "Celery queue for refund calls; give it one worker so the spacing holds globally."
+        "alipay_refunds", "Celery queue for refund calls (the 3 s spacing holds across all workers)."
     ),
     "CELERY_ENABLED": Setting(False, "Whether the Celery tasks are in use (then Celery must be installed)."),
     "API_ENABLED": Setting(

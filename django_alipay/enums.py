@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from django_alipay.catalog_text import describe_lazy
 from django_alipay.protocol import codes
 
 __all__ = [
@@ -23,11 +24,17 @@ __all__ = [
     "Verification",
 ]
 
+
+def _translated(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The catalog's (value, English description) pairs with labels shown in the active language."""
+    return [(value, describe_lazy(label)) for value, label in choices]
+
+
 # Derived from the catalogs so that a code added there is a choice here (and a migration) without a copy.
-TRADE_STATUS_CHOICES: list[tuple[str, str]] = codes.TradeStatus.choices()
-ADDITIONAL_TRADE_STATUS_CHOICES: list[tuple[str, str]] = codes.AdditionalTradeStatus.choices()
-PAYMENT_TYPE_CHOICES: list[tuple[str, str]] = codes.PaymentType.choices()
-SIGN_TYPE_CHOICES: list[tuple[str, str]] = codes.SignType.choices()
+TRADE_STATUS_CHOICES: list[tuple[str, str]] = _translated(codes.TradeStatus.choices())
+ADDITIONAL_TRADE_STATUS_CHOICES: list[tuple[str, str]] = _translated(codes.AdditionalTradeStatus.choices())
+PAYMENT_TYPE_CHOICES: list[tuple[str, str]] = _translated(codes.PaymentType.choices())
+SIGN_TYPE_CHOICES: list[tuple[str, str]] = _translated(codes.SignType.choices())
 
 
 class Environment(models.TextChoices):

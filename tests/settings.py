@@ -13,9 +13,18 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.staticfiles",
     "django_alipay",
     "django_alipay.emulator",
 ]
+STATIC_URL = "/static/"
+# rest_framework is deliberately not installed here: tests/api adds it, so the checks for a missing DRF
+# (django_alipay.E021) stay testable.
+# Fast hashing: the suite logs users in thousands of times; never use this hasher outside tests.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The mounted emulator's background notifier would outlive transactional tests and touch flushed tables;
+# tests that need deliveries call deliver_due_notifications() themselves.
+ALIPAY_EMULATOR = {"NOTIFIER_THREAD": False}
 # The test suite drives the mounted emulator with DEBUG False (pytest-django's default); allow it explicitly.
 ALIPAY_EMULATOR_ALLOW = True
 

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
@@ -655,24 +656,33 @@ def reprocess(notification: Notification) -> NotificationAnswer:
     kept. Must not run inside a transaction, like :func:`receive`.
     """
     fresh = Notification.objects.select_related("merchant").get(pk=notification.pk)
-    label = f"Notification {fresh.pk}"
+    label = {"id": fresh.pk}
     if fresh.kind == NotificationKind.RETURN:
-        raise ReprocessNotAllowed(f"{label} is a buyer's return visit; it never changes anything.")
+        raise ReprocessNotAllowed(
+            _("Notification %(id)s is a buyer's return visit; it never changes anything.") % label
+        )
     abandoned = (
         fresh.outcome == ProcessingOutcome.PENDING and clock.now() - fresh.received_at > ABANDONED_AFTER
     )
     if fresh.outcome not in _REPROCESSABLE and not abandoned:
         if fresh.outcome == ProcessingOutcome.PENDING:
-            raise ReprocessNotAllowed(f"{label} is being processed right now.")
+            raise ReprocessNotAllowed(_("Notification %(id)s is being processed right now.") % label)
         raise ReprocessNotAllowed(
-            f"{label} was already acted upon ({fresh.get_outcome_display().lower()}); processing it again "
-            "could apply it twice."
+            _(
+                "Notification %(id)s was already acted upon (%(outcome)s); processing it again could apply "
+                "it twice."
+            )
+            % {**label, "outcome": fresh.get_outcome_display().lower()}
         )
     merchant = fresh.merchant
     if merchant is None:
-        raise ReprocessNotAllowed(f"{label} came to the notify URL of no merchant: no keys can check it.")
+        raise ReprocessNotAllowed(
+            _("Notification %(id)s came to the notify URL of no merchant: no keys can check it.") % label
+        )
     if fresh.body_truncated:
-        raise ReprocessNotAllowed(f"{label} was too large to be kept; only Alipay can send it again.")
+        raise ReprocessNotAllowed(
+            _("Notification %(id)s was too large to be kept; only Alipay can send it again.") % label
+        )
     ask_alipay = fresh.verification != Verification.VERIFIED
     before = fresh.get_outcome_display() + (f" ({fresh.flag})" if fresh.flag else "")
     note = f"Reprocessed at {clock.now().isoformat(timespec='seconds')}; before: {before}."
@@ -687,7 +697,7 @@ def reprocess(notification: Notification) -> NotificationAnswer:
         processed_at=None,
     )
     if not claimed:
-        raise ReprocessNotAllowed(f"{label} is being processed right now.")
+        raise ReprocessNotAllowed(_("Notification %(id)s is being processed right now.") % label)
     fresh.refresh_from_db()
     answer = _run(
         fresh, merchant, bytes(fresh.body), fresh.content_type, fresh.query_string, ask_alipay=ask_alipay

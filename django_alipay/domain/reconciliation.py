@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -18,6 +18,7 @@ from django_alipay.protocol.codes import TradeStatus
 from django_alipay.protocol.errors import AlipayError
 
 __all__ = [
+    "Change",
     "Mismatch",
     "ReconciliationReport",
     "check_balances",
@@ -39,6 +40,21 @@ class Mismatch:
     message: str
 
 
+@dataclass(frozen=True)
+class Change:
+    """A status that reconciliation changed: a trade's (``kind`` "trade") or a refund's ("refund").
+
+    ``reference`` is the refund's gateway id (empty for a trade); ``before`` and ``after`` are the statuses.
+    """
+
+    kind: str
+    object_id: int
+    out_trade_no: str
+    reference: str
+    before: str
+    after: str
+
+
 @dataclass
 class ReconciliationReport:
     """What one :func:`reconcile` run did and found."""
@@ -51,6 +67,7 @@ class ReconciliationReport:
     refunds_settled: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +139,9 @@ def reconcile(
     trade_age: float | None = None,
     refund_age: float | None = None,
     batch_size: int | None = None,
+    include_trades: bool = True,
+    include_refunds: bool = True,
+    on_progress: Callable[[str], None] | None = None,
 ) -> ReconciliationReport:
     """Query stale unpaid trades and unsettled refunds, apply the answers, and report mismatches.
 
@@ -129,65 +149,92 @@ def reconcile(
     submitted (their dispatch was lost); UNKNOWN ones, and SUBMITTED ones that never got an answer, are
     resolved with :func:`~django_alipay.domain.refunds.resolve_unknown`; refunds Alipay accepted and has not
     settled yet are reported. Gateway errors are collected in the report, never raised.
+
+    ``include_trades`` / ``include_refunds`` limit the run to one half (the periodic tasks run them apart);
+    ``on_progress`` is called with "trade" or "refund" after each one is handled (for a progress bar). Each
+    status changed is listed in ``report.changes``; the balance check runs with the refunds.
     """
     size = int(batch_size or app_settings.RECONCILE_BATCH_SIZE)
     report = ReconciliationReport(started_at=clock.now())
 
-    for ids in _batches(stale_trades(merchant=merchant, age=trade_age), size):
+    def progress(kind: str) -> None:
+        if on_progress is not None:
+            on_progress(kind)
+
+    trade_ids = _batches(stale_trades(merchant=merchant, age=trade_age), size) if include_trades else iter(())
+    for ids in trade_ids:
         for trade in Trade.objects.filter(pk__in=ids).order_by("pk"):
             report.trades_checked += 1
-            try:
-                change = trades.sync_trade(trade)
-            except AlipayError as exc:
-                report.errors.append(
-                    f"trade {trade.out_trade_no}: {type(exc).__name__} {exc.code or ''}".strip()
-                )
-                continue
-            if change is None:
-                continue
-            if change.changed:
-                report.trades_changed += 1
-            if change.flag:
-                report.mismatches.append(Mismatch("trade", trade.pk, trade.out_trade_no, change.message))
+            _sync_one(trade, report)
+            progress("trade")
+
+    if not include_refunds:
+        report.finished_at = clock.now()
+        return report
 
     for ids in _batches(pending_refunds(merchant=merchant, age=refund_age), size):
         for refund in Refund.objects.filter(pk__in=ids).select_related("trade").order_by("pk"):
             report.refunds_checked += 1
-            before = refund.status
-            out_trade_no = refund.trade.out_trade_no
-            try:
-                if refund.status == RefundStatus.REQUESTED:
-                    refund = refunds.submit(refund.pk)
-                elif refund.status == RefundStatus.SUBMITTED and refund.response:
-                    report.mismatches.append(
-                        Mismatch(
-                            "refund",
-                            refund.pk,
-                            out_trade_no,
-                            f"{refund.kind} {refund.gateway_refund_id} was accepted by Alipay and its result "
-                            "has not arrived yet",
-                        )
-                    )
-                    continue
-                else:
-                    refund = refunds.resolve_unknown(refund)
-            except (AlipayError, Exception) as exc:
-                logger.exception("reconciling refund %s failed", refund.pk)
-                report.errors.append(f"refund {refund.gateway_refund_id}: {type(exc).__name__}")
-                continue
-            if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) and refund.status != before:
-                report.refunds_settled += 1
-            elif refund.status == RefundStatus.UNKNOWN:
-                report.mismatches.append(
-                    Mismatch(
-                        "refund",
-                        refund.pk,
-                        out_trade_no,
-                        f"{refund.kind} {refund.gateway_refund_id} is still unknown "
-                        f"({refund.error_code or 'no answer'})",
-                    )
-                )
+            _settle_one(refund, report)
+            progress("refund")
 
     report.mismatches.extend(check_balances(merchant=merchant))
     report.finished_at = clock.now()
     return report
+
+
+def _sync_one(trade: Trade, report: ReconciliationReport) -> None:
+    before = trade.status
+    try:
+        change = trades.sync_trade(trade)
+    except AlipayError as exc:
+        report.errors.append(f"trade {trade.out_trade_no}: {type(exc).__name__} {exc.code or ''}".strip())
+        return
+    if change is None:
+        return
+    if change.changed:
+        report.trades_changed += 1
+        report.changes.append(Change("trade", trade.pk, trade.out_trade_no, "", before, change.status))
+    if change.flag:
+        report.mismatches.append(Mismatch("trade", trade.pk, trade.out_trade_no, change.message))
+
+
+def _settle_one(refund: Refund, report: ReconciliationReport) -> None:
+    before = refund.status
+    out_trade_no = refund.trade.out_trade_no
+    if refund.status == RefundStatus.SUBMITTED and refund.response:
+        report.mismatches.append(
+            Mismatch(
+                "refund",
+                refund.pk,
+                out_trade_no,
+                f"{refund.kind} {refund.gateway_refund_id} was accepted by Alipay and its result "
+                "has not arrived yet",
+            )
+        )
+        return
+    try:
+        if refund.status == RefundStatus.REQUESTED:
+            refund = refunds.submit(refund.pk)
+        else:
+            refund = refunds.resolve_unknown(refund)
+    except Exception as exc:
+        logger.exception("reconciling refund %s failed", refund.pk)
+        report.errors.append(f"refund {refund.gateway_refund_id}: {type(exc).__name__}")
+        return
+    if refund.status != before:
+        report.changes.append(
+            Change("refund", refund.pk, out_trade_no, refund.gateway_refund_id, before, refund.status)
+        )
+    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) and refund.status != before:
+        report.refunds_settled += 1
+    elif refund.status == RefundStatus.UNKNOWN:
+        report.mismatches.append(
+            Mismatch(
+                "refund",
+                refund.pk,
+                out_trade_no,
+                f"{refund.kind} {refund.gateway_refund_id} is still unknown "
+                f"({refund.error_code or 'no answer'})",
+            )
+        )

@@ -40,6 +40,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
@@ -109,6 +111,14 @@ def _fmt(amount: Decimal, currency: str) -> str:
     return f"{money.format_amount(amount, currency)} {currency}"
 
 
+def _exceeded(amount: Decimal, trade: Trade, left: Decimal) -> str:
+    return _("This refund of %(amount)s exceeds what is still refundable on order %(order)s: %(left)s.") % {
+        "amount": _fmt(amount, trade.currency),
+        "order": trade.out_trade_no,
+        "left": _fmt(left, trade.currency),
+    }
+
+
 def _refund_amount(amount: object, currency: str) -> Decimal:
     """A positive amount fitting the currency: a Decimal, or canonical ASCII text; never a float."""
     if isinstance(amount, str):
@@ -121,8 +131,11 @@ def _check_currency(trade: Trade, currency: str | None) -> None:
         return
     if currency != trade.currency:
         raise InvalidParameterError(
-            f"Order {trade.out_trade_no} was paid in {trade.currency}; a refund is made in the same "
-            f"currency, not {str(currency)[:8]!r}.",
+            _(
+                "Order %(order)s was paid in %(currency)s; a refund is made in the same currency, not "
+                "%(asked)s."
+            )
+            % {"order": trade.out_trade_no, "currency": trade.currency, "asked": repr(str(currency)[:8])},
             parameter="currency",
         )
 
@@ -130,15 +143,16 @@ def _check_currency(trade: Trade, currency: str | None) -> None:
 def _check_reason(trade: Trade, reason: str) -> None:
     limit = _REASON_MAX[Product(trade.product).is_online]
     if not isinstance(reason, str):
-        raise InvalidParameterError("the reason must be text", parameter="reason")
+        raise InvalidParameterError(_("The refund reason must be text."), parameter="reason")
     if len(reason) > limit:
         raise InvalidParameterError(
-            f"The refund reason has {len(reason)} characters; Alipay accepts at most {limit}.",
+            _("The refund reason has %(length)d characters; Alipay accepts at most %(limit)d.")
+            % {"length": len(reason), "limit": limit},
             parameter="reason",
         )
     if '"' in reason or "\x00" in reason:
         raise InvalidParameterError(
-            'The refund reason cannot contain double quotes (") or NUL characters.', parameter="reason"
+            _('The refund reason cannot contain double quotes (") or NUL characters.'), parameter="reason"
         )
 
 
@@ -147,7 +161,7 @@ def _check_key(key: str | None) -> str:
         return ""
     if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidParameterError(
-            "An idempotency key is 1 to 255 printable ASCII characters without spaces.",
+            _("An idempotency key is 1 to 255 printable ASCII characters without spaces."),
             parameter="idempotency_key",
         )
     return key
@@ -155,32 +169,42 @@ def _check_key(key: str | None) -> str:
 
 def _refund_refusal(trade: Trade, now: datetime) -> RefundNotAllowed | None:
     """Why ``trade`` (locked) cannot be refunded at all now, or None."""
-    order = f"Order {trade.out_trade_no}"
+    order = {"order": trade.out_trade_no}
     if (
         Refund.objects.filter(trade=trade, kind=RefundKind.REVERSE)
         .exclude(status=RefundStatus.FAILED)
         .exists()
     ):
         return RefundNotAllowed(
-            f"{order} has been reversed (or a reversal is under way): nothing is left to refund."
+            _("Order %(order)s has been reversed (or a reversal is under way): nothing is left to refund.")
+            % order
         )
     if not trade.is_paid:
         if trade.status == TradeStatus.TRADE_CLOSED:
-            return RefundNotAllowed(f"{order} was closed without being paid: there is nothing to refund.")
-        return RefundNotAllowed(f"{order} has not been paid: there is nothing to refund.")
+            return RefundNotAllowed(
+                _("Order %(order)s was closed without being paid: there is nothing to refund.") % order
+            )
+        return RefundNotAllowed(_("Order %(order)s has not been paid: there is nothing to refund.") % order)
     if trade.refunded_amount >= trade.amount:
-        return RefundNotAllowed(f"{order} has already been refunded in full.")
+        return RefundNotAllowed(_("Order %(order)s has already been refunded in full.") % order)
     if trade.status == TradeStatus.TRADE_CLOSED:
-        return RefundNotAllowed(f"{order} is closed at Alipay: it can no longer be refunded.")
+        return RefundNotAllowed(
+            _("Order %(order)s is closed at Alipay: it can no longer be refunded.") % order
+        )
     if trade.status == TradeStatus.TRADE_FINISHED and not Product(trade.product).is_online:
-        return RefundWindowClosed(f"{order} is finished at Alipay: its refund period has ended.")
+        return RefundWindowClosed(
+            _("Order %(order)s is finished at Alipay: its refund period has ended.") % order
+        )
     days = app_settings.REFUND_WINDOW_DAYS
     if days is not None:
         paid_at = trade.paid_at or trade.created_at
         if now > paid_at + timedelta(days=days):
             return RefundWindowClosed(
-                f"{order} was paid on {protocol_clock.beijing_date(paid_at).isoformat()} (Beijing time); "
-                f"refunds are accepted for {days} days after payment."
+                _(
+                    "Order %(order)s was paid on %(day)s (Beijing time); refunds are accepted for %(days)s "
+                    "days after payment."
+                )
+                % {**order, "day": protocol_clock.beijing_date(paid_at).isoformat(), "days": days}
             )
     return None
 
@@ -196,10 +220,10 @@ def refund_refusal(trade: Trade, now: datetime | None = None) -> str | None:
     if refusal is not None:
         return refusal.message
     if trade.refundable_amount <= 0:
-        return (
-            f"Order {trade.out_trade_no}: the rest of the amount is held by refunds still in progress; wait "
-            "for their result."
-        )
+        return _(
+            "Order %(order)s: the rest of the amount is held by refunds still in progress; wait for their "
+            "result."
+        ) % {"order": trade.out_trade_no}
     return None
 
 
@@ -211,32 +235,38 @@ def reverse_refusal(trade: Trade, now: datetime | None = None) -> str | None:
     15 minutes of its creation when that runs past midnight Beijing time.
     """
     now = now or clock.now()
-    order = f"Order {trade.out_trade_no}"
+    order = {"order": trade.out_trade_no}
     if Product(trade.product).is_online:
-        return f"{order} was paid online; online payments cannot be reversed, refund them instead."
+        return (
+            _("Order %(order)s was paid online; online payments cannot be reversed, refund them instead.")
+            % order
+        )
     if trade.status == TradeStatus.TRADE_CLOSED:
-        return f"{order} is already closed."
+        return _("Order %(order)s is already closed.") % order
     if trade.status == TradeStatus.TRADE_FINISHED:
-        return f"{order} is finished at Alipay; it can no longer be reversed."
+        return _("Order %(order)s is finished at Alipay; it can no longer be reversed.") % order
     if trade.status == TradeStatus.WAIT_BUYER_PAY:
         created = trade.created_at
         if protocol_clock.same_beijing_day(created, now) or now < created + UNPAID_CANCEL_GRACE:
             return None
-        return (
-            f"{order} was created on {protocol_clock.beijing_date(created).isoformat()} (Beijing time) "
-            "and is unpaid; it can no longer be cancelled."
-        )
+        return _(
+            "Order %(order)s was created on %(day)s (Beijing time) and is unpaid; it can no longer be "
+            "cancelled."
+        ) % {**order, "day": protocol_clock.beijing_date(created).isoformat()}
     if trade.refunded_amount > 0 or trade.refund_pending_amount > 0:
         return (
-            f"{order} has been partly refunded; a reversal returns the full amount only, so refund the rest "
-            "instead."
+            _(
+                "Order %(order)s has been partly refunded; a reversal returns the full amount only, so "
+                "refund the rest instead."
+            )
+            % order
         )
     paid_at = trade.paid_at or trade.created_at
     if not protocol_clock.same_beijing_day(paid_at, now):
-        return (
-            f"{order} was paid on {protocol_clock.beijing_date(paid_at).isoformat()} (Beijing time); a "
-            "reversal is only possible on the day of payment, so refund it instead."
-        )
+        return _(
+            "Order %(order)s was paid on %(day)s (Beijing time); a reversal is only possible on the day of "
+            "payment, so refund it instead."
+        ) % {**order, "day": protocol_clock.beijing_date(paid_at).isoformat()}
     return None
 
 
@@ -244,13 +274,15 @@ def choose_refund_kind(trade: Trade, amount: Decimal) -> RefundKindChoice:
     """REVERSE when allowed for this trade and amount (full, same Beijing day, in-store), else REFUND."""
     refusal = reverse_refusal(trade)
     if trade.status != TradeStatus.TRADE_SUCCESS and refusal is None:
-        refusal = f"Order {trade.out_trade_no} is not paid; there is nothing to refund."
+        refusal = _("Order %(order)s is not paid; there is nothing to refund.") % {
+            "order": trade.out_trade_no
+        }
     if refusal is None and amount != trade.amount:
-        refusal = "A reversal returns the full amount only; a partial amount is refunded."
+        refusal = _("A reversal returns the full amount only; a partial amount is refunded.")
     if refusal is None:
         return RefundKindChoice(
             RefundKind.REVERSE,
-            "Paid today (Beijing time) and not refunded: a reversal returns the full amount.",
+            _("Paid today (Beijing time) and not refunded: a reversal returns the full amount."),
         )
     return RefundKindChoice(RefundKind.REFUND, refusal)
 
@@ -280,9 +312,15 @@ def _replay(
         amount,
         reason,
     ):
+        used_for = (_("reversal %(id)s") if existing.kind == RefundKind.REVERSE else _("refund %(id)s")) % {
+            "id": existing.gateway_refund_id
+        }
         raise IdempotencyConflict(
-            f"The idempotency key {key[:40]!r} was already used for {existing.kind.lower()} "
-            f"{existing.gateway_refund_id} with other details; use a new key for a new refund.",
+            _(
+                "The idempotency key %(key)s was already used for %(used_for)s with other details; use a new "
+                "key for a new refund."
+            )
+            % {"key": repr(key[:40]), "used_for": used_for},
             out_trade_no=trade.out_trade_no,
         )
     return existing
@@ -340,16 +378,18 @@ def _create(
     except IntegrityError:
         if key and Refund.objects.filter(merchant_id=locked.merchant_id, idempotency_key=key).exists():
             raise IdempotencyConflict(
-                f"The idempotency key {key[:40]!r} is already used by another refund of this merchant.",
+                _("The idempotency key %(key)s is already used by another refund of this merchant.")
+                % {"key": repr(key[:40])},
                 out_trade_no=locked.out_trade_no,
             ) from None
         if kind == RefundKind.REVERSE:
-            raise ReverseNotAllowed(f"Order {locked.out_trade_no} is already being reversed.") from None
+            raise ReverseNotAllowed(
+                _("Order %(order)s is already being reversed.") % {"order": locked.out_trade_no}
+            ) from None
         # Only the CheckConstraint is left: the database itself refused to over-refund.
         locked.refresh_from_db()
         raise RefundAmountExceeded(
-            f"This refund of {_fmt(amount, locked.currency)} exceeds what is still refundable on order "
-            f"{locked.out_trade_no}: {_fmt(max(locked.refundable_amount, Decimal(0)), locked.currency)}.",
+            _exceeded(amount, locked, max(locked.refundable_amount, Decimal(0))),
             out_trade_no=locked.out_trade_no,
         ) from None
     if debits:
@@ -403,9 +443,7 @@ def request_refund(
             raise refusal
         if value > locked.refundable_amount:
             raise RefundAmountExceeded(
-                f"This refund of {_fmt(value, locked.currency)} exceeds what is still refundable on order "
-                f"{locked.out_trade_no}: {_fmt(locked.refundable_amount, locked.currency)}.",
-                out_trade_no=locked.out_trade_no,
+                _exceeded(value, locked, locked.refundable_amount), out_trade_no=locked.out_trade_no
             )
         refund = _create(
             locked, kind=RefundKind.REFUND, amount=value, reason=reason, key=key, debits=True, now=now
@@ -418,8 +456,14 @@ def request_full_refund(trade: Trade, *, reason: str = "", idempotency_key: str 
 
     The remaining amount is read afresh; :func:`request_refund` then checks it under the row lock, so a
     refund racing this one makes it fail (RefundAmountExceeded) rather than over-refund. Raises
-    RefundNotAllowed with the reason of :func:`refund_refusal` when nothing can be refunded.
+    RefundNotAllowed with the reason of :func:`refund_refusal` when nothing can be refunded. The same
+    ``idempotency_key`` again returns the refund it was first used for (nothing new is sent).
     """
+    key = _check_key(idempotency_key)
+    if key:
+        existing = Refund.objects.filter(trade=trade, kind=RefundKind.REFUND, idempotency_key=key).first()
+        if existing is not None:
+            return existing
     trade.refresh_from_db()
     refusal = refund_refusal(trade)
     if refusal is not None:
@@ -518,14 +562,14 @@ def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str
 
 
 #: Added to REFUND_SPACING: the gateway sees a call some milliseconds after it is stamped here, and not the
-#: same number of milliseconds every time; a tenth of a second keeps the gap it measures at the setting or above.
+#: same number every time; a tenth of a second keeps the gap it measures at the setting or above.
 SPACING_MARGIN = 0.1
 #: Seconds allowed, beyond ALIPAY["HTTP_TOTAL_TIMEOUT"], between claiming a refund and recording its answer.
 IN_FLIGHT_SLACK = 5.0
 
 
 def _database_now() -> datetime:
-    """The database server's clock: one clock for every worker on every machine (wall time, not the domain's)."""
+    """The database server's wall clock: one clock for every worker on every machine."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT clock_timestamp()")
@@ -536,7 +580,7 @@ def _database_now() -> datetime:
 
 
 def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
-    """Stamp the merchant's next refund call, REFUND_SPACING (+ SPACING_MARGIN) seconds after its previous one.
+    """Stamp the merchant's next refund call, REFUND_SPACING (+ SPACING_MARGIN) s after its previous one.
 
     The merchant row is locked only to read and write ``last_refund_sent_at``, never while waiting. When the
     slot has not come yet: with ``wait`` sleep (lock released) and try again, else raise
@@ -548,7 +592,9 @@ def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
     gap = spacing + SPACING_MARGIN
     while True:
         with transaction.atomic():
-            merchant = Merchant.objects.select_for_update().only("pk", "last_refund_sent_at").get(pk=merchant_id)
+            merchant = (
+                Merchant.objects.select_for_update().only("pk", "last_refund_sent_at").get(pk=merchant_id)
+            )
             current = _database_now()
             last = merchant.last_refund_sent_at
             remaining = 0.0 if last is None else (last - current).total_seconds() + gap
@@ -557,8 +603,11 @@ def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
                 return
         if not wait:
             raise RefundSpacingNotReached(
-                f"Alipay asks for {spacing:g} seconds between refunds of one partner; the next one may go in "
-                f"{remaining:.2f} seconds.",
+                _(
+                    "Alipay asks for %(spacing)s seconds between refunds of one partner; the next one may go "
+                    "in %(remaining).2f seconds."
+                )
+                % {"spacing": f"{spacing:g}", "remaining": remaining},
                 retry_after=remaining,
             )
         time.sleep(remaining)
@@ -595,6 +644,12 @@ def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
     return client.spot_refund(**request)
 
 
+# Stored on the refund in English (a record); marked so that the admin and the API show them translated.
+_RESEND_ASKED = gettext_noop("Alipay asks for the request to be sent again.")
+_OUTCOME_NOT_KNOWN = gettext_noop("Alipay does not know the outcome yet.")
+_UNEXPECTED_CODE = gettext_noop("Unexpected result code.")
+
+
 @dataclass(frozen=True)
 class _Outcome:
     status: RefundStatus
@@ -612,16 +667,14 @@ def _interpret(refund: Refund, answer: Any, request: Mapping[str, str]) -> _Outc
     description = fields.get("detail_error_des", "")
     if code in ("FAIL", "FAILED"):
         if fields.get("retry_flag") == "Y":
-            return _Outcome(
-                RefundStatus.UNKNOWN, error or code, "Alipay asks for the request to be sent again.", fields
-            )
+            return _Outcome(RefundStatus.UNKNOWN, error or code, _RESEND_ASKED, fields)
         return _Outcome(
             RefundStatus.FAILED, error or code, description or lookup_error(error).description, fields
         )
     if code in ("UNKNOW", "UNKNOWN"):
-        return _Outcome(RefundStatus.UNKNOWN, code, "Alipay does not know the outcome yet.", fields)
+        return _Outcome(RefundStatus.UNKNOWN, code, _OUTCOME_NOT_KNOWN, fields)
     if code not in ("", "SUCCESS"):
-        return _Outcome(RefundStatus.UNKNOWN, code, "Unexpected result code.", fields)
+        return _Outcome(RefundStatus.UNKNOWN, code, _UNEXPECTED_CODE, fields)
     if refund.kind == RefundKind.REFUND and request.get("is_sync") != "Y":
         # Accepted, not refunded: the result comes as a notification.
         return _Outcome(RefundStatus.SUBMITTED, fields=fields)

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, models, transaction
+from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
@@ -144,17 +145,19 @@ def create_trade(
     amount = _amount_of(amount, currency, maximum=maximum)
     if not isinstance(out_trade_no, str) or not _ORDER_NUMBER.fullmatch(out_trade_no) or '"' in out_trade_no:
         raise InvalidParameterError(
-            "out_trade_no must be 1 to 64 printable ASCII characters without spaces or quotes",
+            _("out_trade_no must be 1 to 64 printable ASCII characters without spaces or quotes"),
             parameter="out_trade_no",
         )
     if not subject or len(subject) > 256:
-        raise InvalidParameterError("subject must be 1 to 256 characters", parameter="subject")
+        raise InvalidParameterError(_("subject must be 1 to 256 characters"), parameter="subject")
     if product == Product.IN_STORE_BARCODE and not buyer_identity_code:
         raise InvalidParameterError(
-            "a barcode payment needs the buyer's payment code", parameter="buyer_identity_code"
+            _("a barcode payment needs the buyer's payment code"), parameter="buyer_identity_code"
         )
     if not merchant.is_active:
-        raise TradeNotAllowed(f"Merchant {merchant.name} is not active: it cannot take payments.")
+        raise TradeNotAllowed(
+            _("Merchant %(merchant)s is not active: it cannot take payments.") % {"merchant": merchant.name}
+        )
 
     notify = notify_url if notify_url is not None else merchant.notify_url()
     fields: dict[str, Any] = {
@@ -177,7 +180,8 @@ def create_trade(
                 trade = Trade.objects.create(**fields)
     except IntegrityError:
         raise TradeNotAllowed(
-            f"Order {out_trade_no} already exists for merchant {merchant.name}: use a new order number.",
+            _("Order %(order)s already exists for merchant %(merchant)s: use a new order number.")
+            % {"order": out_trade_no, "merchant": merchant.name},
             out_trade_no=out_trade_no,
         ) from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class EmulatorConfig(AppConfig):
@@ -10,7 +11,7 @@ class EmulatorConfig(AppConfig):
 
     name = "django_alipay.emulator"
     label = "django_alipay_emulator"
-    verbose_name = "Alipay gateway emulator"
+    verbose_name = _("Alipay gateway emulator")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Final
 from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -84,7 +85,7 @@ def login(request: HttpRequest, token: str) -> HttpResponse:
     login_id = request.POST.get("login_id", "").strip()
     buyer = Buyer.objects.filter(login_id=login_id).first()
     if buyer is None or buyer.password != request.POST.get("password", ""):
-        context = _context(trade, error="Wrong account name or password.", login_id=login_id)
+        context = _context(trade, error=_("Wrong account name or password."), login_id=login_id)
         return render(request, "django_alipay_emulator/cashier.html", context, status=200)
     context = _context(trade, buyer=buyer, buyer_token=_buyer_token(trade, buyer))
     return render(request, "django_alipay_emulator/confirm.html", context)
@@ -98,7 +99,7 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
     trade = _trade(token)
     buyer = _logged_in_buyer(request, trade)
     if buyer is None:
-        context = _context(trade, error="Your login has expired; please log in again.")
+        context = _context(trade, error=_("Your login has expired; please log in again."))
         return render(request, "django_alipay_emulator/cashier.html", context)
     try:
         outcome = buyer_pays(trade, buyer)

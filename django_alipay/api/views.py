@@ -1,0 +1,429 @@
+"""The REST API's views: parse the request with a serializer, call the domain, render its answer.
+
+No business rule lives here: what may be refunded, reversed or created, and when, is decided by
+``django_alipay.domain``; its refusals are rendered by :mod:`django_alipay.api.errors`. The views only pick
+the objects the user may see (404 otherwise) and check :mod:`django_alipay.api.permissions`.
+Every view runs outside ``ATOMIC_REQUESTS`` because the domain commits before it calls the gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission, IsAdminUser
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.routers import APIRootView
+from rest_framework.views import APIView
+
+from django_alipay.api import errors
+from django_alipay.api.pagination import Pagination
+from django_alipay.api.permissions import (
+    CanCreateTrade,
+    CanRefundTrade,
+    CanReverseTrade,
+    CanSyncTrade,
+    allowed_merchants,
+    api_permission_classes,
+)
+from django_alipay.api.schema import document
+from django_alipay.api.serializers import (
+    ErrorSerializer,
+    NotificationFilterSerializer,
+    NotificationSerializer,
+    RefundCreateSerializer,
+    RefundFilterSerializer,
+    RefundSerializer,
+    ReverseSerializer,
+    SyncResultSerializer,
+    TradeCreateSerializer,
+    TradeFilterSerializer,
+    TradeSerializer,
+    TradeStartSerializer,
+)
+from django_alipay.domain import refunds as refund_domain
+from django_alipay.domain import trades as trade_domain
+from django_alipay.models import Notification, Refund, Trade
+
+__all__ = ["NotFoundView", "NotificationViewSet", "RefundViewSet", "RootView", "TradeViewSet"]
+
+_ID_MAX = 2**63 - 1  # the largest primary key (bigint)
+
+_ERRORS: dict[int, str] = {
+    400: "The request is invalid (see error.field).",
+    401: "No credentials (with an authentication scheme that asks for them).",
+    403: "Not authenticated, or not allowed.",
+    404: "No such object among the user's merchants.",
+    406: "No acceptable response format.",
+    409: "Refused by the app's rules in the object's current state (see error.code).",
+    415: "The body is not JSON.",
+    422: "The Idempotency-Key was already used with different parameters.",
+    502: "Alipay refused the request (see error.alipay_code).",
+    503: "Alipay could not be reached or did not answer clearly; try again later.",
+}
+_READ = (401, 403, 406)
+_WRITE = (400, 401, 403, 404, 406, 415, 502, 503)
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer, description=_ERRORS[code]) for code in codes}
+
+
+def _responses(ok: dict[int, Any], *codes: int) -> dict[int, Any]:
+    return {**ok, **_errors(*codes)}
+
+
+_IDEMPOTENCY_REQUIRED = OpenApiParameter(
+    errors.IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=True,
+    pattern=r"^[!-~]{1,255}$",
+    description=(
+        "A key naming this refund request (1-255 printable ASCII characters, e.g. a UUID). Sending the same "
+        "key with the same body again answers with the same refund and refunds nothing more; the same key "
+        "with other parameters is refused with 422."
+    ),
+)
+_IDEMPOTENCY_OPTIONAL = OpenApiParameter(
+    errors.IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    pattern=r"^[!-~]{1,255}$",
+    description="Optional key naming this reversal (1-255 printable ASCII characters).",
+)
+
+
+def _permissions(*extra: type[BasePermission]) -> list[BasePermission]:
+    return [permission() for permission in (*api_permission_classes(), *extra)]
+
+
+class APIViewSet(viewsets.GenericViewSet[Any]):
+    """The API's common policies: JSON in, JSON or the browsable API out, its permissions and error bodies."""
+
+    schema = AutoSchema()
+    parser_classes = (JSONParser,)
+    renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
+    pagination_class = Pagination
+    #: Permission classes added to the configured ones, by "action:METHOD" ("*": every request).
+    extra_permissions: ClassVar[dict[str, tuple[type[BasePermission], ...]]] = {}
+    #: What POST to an action takes (also the form the browsable API shows for it).
+    input_serializers: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {}
+
+    def get_permissions(self) -> list[BasePermission]:
+        """``ALIPAY["API_PERMISSION_CLASSES"]``, plus what this view or action needs on top."""
+        key = f"{self.action}:{(self.request.method or '').upper()}"
+        return _permissions(*self.extra_permissions.get("*", ()), *self.extra_permissions.get(key, ()))
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        """Every error answers with the API's error body."""
+        return errors.exception_handler
+
+    def get_serializer_class(self) -> Any:
+        """The input serializer of a POST, else the representation of the objects."""
+        method = getattr(getattr(self, "request", None), "method", None)
+        if method == "POST" and self.action in self.input_serializers:
+            return self.input_serializers[self.action]
+        return super().get_serializer_class()
+
+    def get_object(self) -> Any:
+        """The object named in the URL among the user's; 404 for anything else, ids out of range included."""
+        value = str(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, ""))
+        if not value.isascii() or not value.isdigit() or int(value) > _ID_MAX:
+            raise NotFound()
+        return super().get_object()
+
+
+class NotFoundView(APIView):
+    """Any other URL under the API's prefix: a 404 with the API's error body (not Django's HTML page)."""
+
+    schema = None
+    permission_classes = ()
+    renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
+    parser_classes = (JSONParser,)
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        """Every error answers with the API's error body."""
+        return errors.exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Whatever the method (OPTIONS included): not found."""
+        super().initial(request, *args, **kwargs)
+        raise NotFound()
+
+
+def _valid(serializer_class: type[serializers.Serializer[Any]], data: Any, **context: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data, context=context)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+class RootView(APIRootView):
+    """The API's entry point: links to the lists."""
+
+    schema = None
+    renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
+
+    def get_permissions(self) -> list[BasePermission]:
+        """``ALIPAY["API_PERMISSION_CLASSES"]``."""
+        return _permissions()
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        """Every error answers with the API's error body."""
+        return errors.exception_handler
+
+
+@extend_schema(tags=["trades"])
+class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet):
+    """Trades of the user's merchants: list, get, create (start a payment), query, refund and reverse."""
+
+    queryset = Trade.objects.none()
+    serializer_class = TradeSerializer
+    lookup_value_regex = "[0-9]+"
+    extra_permissions: ClassVar[dict[str, tuple[type[BasePermission], ...]]] = {
+        "create:POST": (CanCreateTrade,),
+        "sync:POST": (CanSyncTrade,),
+        "refund_list_create:POST": (CanRefundTrade,),
+        "reverse_trade:POST": (CanReverseTrade,),
+    }
+    input_serializers: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {
+        "create": TradeCreateSerializer,
+        "refund_list_create": RefundCreateSerializer,
+        "reverse_trade": ReverseSerializer,
+    }
+
+    def get_queryset(self) -> QuerySet[Trade]:
+        """The user's trades, newest first, filtered by the list's query parameters."""
+        queryset = (
+            Trade.objects.filter(merchant__in=allowed_merchants(self.request.user))
+            .select_related("merchant")
+            .order_by("-created_at", "-pk")
+        )
+        if self.action == "list":
+            wanted = _valid(TradeFilterSerializer, self.request.query_params)
+            queryset = queryset.filter(**wanted)
+        return queryset
+
+    @document(
+        summary="List trades",
+        parameters=[TradeFilterSerializer],
+        responses=_responses({200: TradeSerializer(many=True)}, 400, *_READ),
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The user's trades, a page at a time."""
+        return super().list(request, *args, **kwargs)
+
+    @document(summary="Get a trade", responses=_responses({200: TradeSerializer}, 404, *_READ))
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One trade."""
+        return super().retrieve(request, *args, **kwargs)
+
+    @document(
+        summary="Create a trade and start its payment",
+        description=(
+            "Needs the permission django_alipay.add_trade. "
+            "Online products answer with the cashier URL (and an auto-submitting form); a QR code payment "
+            "with the code to show; a barcode payment with its result (the trade's status, and payment.error "
+            "when Alipay refused it or its outcome is not known yet)."
+        ),
+        request=TradeCreateSerializer,
+        responses=_responses({201: TradeStartSerializer}, 400, 409, 401, 403, 406, 415, 502, 503),
+    )
+    def create(self, request: Request) -> Response:
+        """Start a payment (domain: trades.create_trade)."""
+        data = _valid(TradeCreateSerializer, request.data, request=request)
+        start = trade_domain.create_trade(
+            data["merchant"],
+            out_trade_no=data["out_trade_no"],
+            amount=data["amount"],
+            currency=data.get("currency"),
+            subject=data["subject"],
+            product=data["product"],
+            body=data["body"],
+            buyer_identity_code=data.get("buyer_identity_code"),
+            return_url=data.get("return_url"),
+        )
+        body = TradeStartSerializer(start, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED, headers=self._location("trade", start.trade.pk))
+
+    @document(
+        summary="Query a trade at Alipay and apply what it says",
+        description="Needs the permission django_alipay.sync_trade.",
+        request=None,
+        responses=_responses({200: SyncResultSerializer}, *_WRITE),
+    )
+    @action(detail=True, methods=["post"])
+    def sync(self, request: Request, pk: str | None = None) -> Response:
+        """Ask Alipay about the trade (domain: trades.sync_trade)."""
+        trade = self.get_object()
+        change = trade_domain.sync_trade(trade)
+        trade.refresh_from_db()
+        result = {
+            "found": change is not None,
+            "changed": change.changed if change else False,
+            "previous_status": change.previous_status if change else trade.status,
+            "status": trade.status,
+            "flag": change.flag if change else "",
+            "message": change.message if change else "",
+            "trade": trade,
+        }
+        return Response(SyncResultSerializer(result, context=self.get_serializer_context()).data)
+
+    @document(
+        methods=["GET"],
+        summary="List a trade's refunds and reversals",
+        request=None,
+        responses=_responses({200: RefundSerializer(many=True)}, 404, 400, *_READ),
+    )
+    @document(
+        methods=["POST"],
+        summary="Refund part or all of a trade",
+        description=(
+            "Needs the permission django_alipay.refund_trade and an Idempotency-Key header. The refund is "
+            "sent to Alipay at once; its status says how far it got: succeeded, submitted, unknown or failed."
+        ),
+        parameters=[_IDEMPOTENCY_REQUIRED],
+        request=RefundCreateSerializer,
+        responses=_responses({201: RefundSerializer}, 409, 422, *_WRITE),
+    )
+    @action(detail=True, methods=["get", "post"], url_path="refunds", url_name="refunds")
+    def refund_list_create(self, request: Request, pk: str | None = None) -> Response:
+        """GET: the trade's refunds. POST: refund it (domain: refunds.request_refund)."""
+        trade = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(
+                trade.refunds.select_related("trade").order_by("-created_at", "-pk")
+            )
+            context = self.get_serializer_context()
+            return self.get_paginated_response(RefundSerializer(page, many=True, context=context).data)
+        key = request.headers.get(errors.IDEMPOTENCY_HEADER)
+        if key is None:
+            raise serializers.ValidationError(
+                {
+                    errors.IDEMPOTENCY_HEADER: [
+                        _(
+                            "A refund needs an Idempotency-Key header naming this request (e.g. a UUID), so "
+                            "that sending it again cannot refund twice."
+                        )
+                    ]
+                }
+            )
+        data = _valid(RefundCreateSerializer, request.data)
+        refund = refund_domain.request_refund(
+            trade, data["amount"], reason=data["reason"], idempotency_key=key, currency=data.get("currency")
+        )
+        body = RefundSerializer(refund, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_201_CREATED, headers=self._location("refund", refund.pk))
+
+    @document(
+        summary="Reverse an in-store trade (full amount, on its Beijing payment day)",
+        description=(
+            "Needs the permission django_alipay.reverse_trade. Answers 202 with the reversal (asking again "
+            "answers with the same one), or 409 saying why the trade cannot be reversed and what to do "
+            "instead."
+        ),
+        parameters=[_IDEMPOTENCY_OPTIONAL],
+        request=ReverseSerializer,
+        responses=_responses({202: RefundSerializer}, 409, 422, *_WRITE),
+    )
+    @action(detail=True, methods=["post"], url_path="reverse", url_name="reverse")
+    def reverse_trade(self, request: Request, pk: str | None = None) -> Response:
+        """Reverse the trade (domain: refunds.reverse)."""
+        trade = self.get_object()
+        data = _valid(ReverseSerializer, request.data)
+        refund = refund_domain.reverse(
+            trade, reason=data["reason"], idempotency_key=request.headers.get(errors.IDEMPOTENCY_HEADER)
+        )
+        body = RefundSerializer(refund, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=self._location("refund", refund.pk))
+
+    def _location(self, kind: str, pk: int) -> dict[str, str]:
+        namespace = getattr(self.request.resolver_match, "namespace", "")
+        name = f"{namespace}:{kind}-detail" if namespace else f"{kind}-detail"
+        return {"Location": reverse(name, kwargs={"pk": pk}, request=self.request)}
+
+
+@extend_schema(tags=["refunds"])
+class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet):
+    """Refunds and reversals of the user's merchants (created under their trade)."""
+
+    queryset = Refund.objects.none()
+    serializer_class = RefundSerializer
+    lookup_value_regex = "[0-9]+"
+
+    def get_queryset(self) -> QuerySet[Refund]:
+        """The user's refunds, newest first, filtered by the list's query parameters."""
+        queryset = (
+            Refund.objects.filter(merchant__in=allowed_merchants(self.request.user))
+            .select_related("trade")
+            .order_by("-created_at", "-pk")
+        )
+        if self.action == "list":
+            wanted = _valid(RefundFilterSerializer, self.request.query_params)
+            queryset = queryset.filter(**{("trade_id" if k == "trade" else k): v for k, v in wanted.items()})
+        return queryset
+
+    @document(
+        summary="List refunds and reversals",
+        parameters=[RefundFilterSerializer],
+        responses=_responses({200: RefundSerializer(many=True)}, 400, *_READ),
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The user's refunds, a page at a time."""
+        return super().list(request, *args, **kwargs)
+
+    @document(summary="Get a refund or reversal", responses=_responses({200: RefundSerializer}, 404, *_READ))
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One refund or reversal."""
+        return super().retrieve(request, *args, **kwargs)
+
+
+@extend_schema(tags=["notifications"])
+class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet):
+    """Notifications received for the user's merchants, as stored on arrival; staff only."""
+
+    queryset = Notification.objects.none()
+    serializer_class = NotificationSerializer
+    lookup_value_regex = "[0-9]+"
+    extra_permissions: ClassVar[dict[str, tuple[type[BasePermission], ...]]] = {"*": (IsAdminUser,)}
+
+    def get_queryset(self) -> QuerySet[Notification]:
+        """The user's notifications (those naming no merchant: superusers only), newest first."""
+        user = self.request.user
+        mine = Q(merchant__in=allowed_merchants(user))
+        if getattr(user, "is_superuser", False):
+            mine |= Q(merchant__isnull=True)
+        queryset = Notification.objects.filter(mine).order_by("-received_at", "-pk")
+        if self.action == "list":
+            queryset = queryset.filter(**_valid(NotificationFilterSerializer, self.request.query_params))
+        return queryset
+
+    @document(
+        summary="List notifications (staff only)",
+        parameters=[NotificationFilterSerializer],
+        responses=_responses({200: NotificationSerializer(many=True)}, 400, *_READ),
+    )
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The user's notifications, a page at a time."""
+        return super().list(request, *args, **kwargs)
+
+    @document(
+        summary="Get a notification (staff only)",
+        responses=_responses({200: NotificationSerializer}, 404, *_READ),
+    )
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One notification."""
+        return super().retrieve(request, *args, **kwargs)

@@ -1,0 +1,34 @@
+"""URLs of django_alipay: each merchant's notify and return endpoints, and the REST API when it is present.
+
+Mount them under a prefix of your choice, e.g. ``path("alipay/", include("django_alipay.urls"))``; the
+notify URL Alipay is told (``ALIPAY["NOTIFY_URL_BASE"]`` + the merchant's token) must point at ``notify/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from django.urls import URLPattern, URLResolver, include, path
+
+from django_alipay import views
+
+app_name = "django_alipay"
+
+
+def _api_available() -> bool:
+    """True when Django REST framework is importable and the app's API module exists."""
+    if importlib.util.find_spec("rest_framework") is None:
+        return False
+    try:
+        return importlib.util.find_spec("django_alipay.api.urls") is not None
+    except ImportError:
+        return False
+
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("notify/<str:token>/", views.notify, name="notify"),
+    path("return/<str:token>/", views.return_page, name="return"),
+]
+
+if _api_available():
+    urlpatterns.append(path("api/", include("django_alipay.api.urls")))

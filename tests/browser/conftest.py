@@ -1,0 +1,125 @@
+"""Browser fixtures: headless Chromium driven by Playwright, a live shop server, and the standalone emulator.
+
+Missing Chromium or Playwright makes these tests fail, never skip: the admin is only known to work for a
+shop owner once a real browser has used it. Install with ``.venv/bin/pip install playwright`` and Debian's
+``chromium`` package; never ``playwright install`` (it downloads browsers).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import django.contrib.admin
+import pytest
+import requests
+from django.test.utils import override_settings
+
+from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
+
+CHROMIUM = os.environ.get("ALIPAY_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+ADMIN_STATIC = pathlib.Path(django.contrib.admin.__file__).parent / "static"
+
+
+@pytest.fixture(scope="session")
+def admin_static() -> Iterator[None]:
+    """Serve the admin's CSS and JavaScript from the live server (the test settings have no staticfiles)."""
+    with override_settings(STATIC_URL="/static/", STATIC_ROOT=str(ADMIN_STATIC)):
+        yield
+
+
+@pytest.fixture(scope="session")
+def live_server(admin_static: None, live_server: Any) -> Any:
+    """pytest-django's live server, started once the admin's static files can be served."""
+    return live_server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium; fails the test (it does not skip) when Playwright or Chromium is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "Playwright is not installed: run `.venv/bin/pip install playwright` (not `playwright install`)"
+        )
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium` (Debian's package)")
+    # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are synchronous.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page (its own cookies), wide enough for the admin."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
+    context.set_default_timeout(20_000)
+    tab = context.new_page()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def screenshot(page: Any) -> Any:
+    """Save a full-page screenshot under artifacts/screenshots/ (gitignored) for a person to look at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str) -> pathlib.Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    """The standalone emulator (its own process and database); its notifications go where trades say."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
+         "--partner", TEST_PARTNER, "--md5-key", TEST_MD5_KEY, "--refund-interval", "0",
+         "--no-notifier", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("ready "), f"the emulator did not start: {line!r}"
+        yield line.split()[1].removesuffix("gateway.do")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def control(emulator: str, path: str, **data: Any) -> Any:
+    """POST to the emulator's control API and return its JSON answer."""
+    response = requests.post(emulator + "control/" + path, json=data, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
