@@ -1,0 +1,249 @@
+"""Real parts for the task tests: the standalone emulator, Celery worker processes, and small helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from django_alipay.domain import trades
+from django_alipay.enums import RefundStatus
+from django_alipay.models import Merchant, Refund, Trade
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = "alipay,alipay_refunds"
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll ``condition`` until it returns something truthy (returned); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout:g} s")
+        time.sleep(every)
+
+
+class Emulator:
+    """``python -m django_alipay.emulator --port 0`` in a subprocess, and its control API."""
+
+    def __init__(self, partner: str, md5_key: str, log: Path) -> None:
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
+             "--partner", partner, "--md5-key", md5_key, "--refund-interval", "0", "--quiet"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.startswith("ready "):
+            self.stop()
+            raise AssertionError(f"the emulator did not start: {line!r}; see {log}")
+        self.gateway = line.split()[1]
+        self.base = self.gateway.removesuffix("gateway.do")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+
+    def post(self, path: str, data: Mapping[str, Any] | None = None) -> Any:
+        response = requests.post(self.base + "control/" + path, json=dict(data or {}), timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def get(self, path: str, **params: str) -> Any:
+        response = requests.get(self.base + "control/" + path, params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def refund_calls(self, partner: str) -> list[dict[str, Any]]:
+        """The emulator's record of every forex_refund call of ``partner``, oldest first."""
+        calls = self.get("calls", service="forex_refund", partner=partner)["calls"]
+        return sorted(calls, key=lambda call: call["id"])
+
+    def refunded(self, partner: str, out_trade_no: str) -> str:
+        """The amount the emulator has refunded on a trade (its own books)."""
+        [trade] = self.get("trades", partner=partner, out_trade_no=out_trade_no)["trades"]
+        return str(trade["refunded"])
+
+
+def call_times(calls: list[dict[str, Any]]) -> list[datetime]:
+    return sorted(datetime.fromisoformat(call["created_at"]) for call in calls)
+
+
+class Worker:
+    """``celery -A tests.tasks.celery_app worker`` in its own process group, logging to a file."""
+
+    ready_text = " ready."
+
+    def __init__(self, name: str, log: Path, env: Mapping[str, str], *, pool: str, concurrency: int) -> None:
+        self.name = name
+        self.log = log
+        self.env = dict(env)
+        self.pool = pool
+        self.concurrency = concurrency
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def argv(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "celery", "-A", "tests.tasks.celery_app", "worker"),
+            *("-n", f"{self.name}@%h"),
+            *("--pool", self.pool, "--concurrency", str(self.concurrency), "-Q", QUEUES, "-l", "INFO"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ]
+
+    def start(self) -> Worker:
+        self.starts += 1
+        handle = self.log.open("ab")
+        handle.write(f"\n===== start {self.starts} =====\n".encode())
+        handle.flush()
+        self.process = subprocess.Popen(
+            self.argv(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=ROOT,
+            start_new_session=True,
+        )  # fmt: skip
+        handle.close()
+        started = self.starts
+        wait_for(lambda: self._ready(started), timeout=60, what=f"worker {self.name} to be ready", every=0.1)
+        return self
+
+    def _ready(self, start: int) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker {self.name} exited with {self.process.returncode}:\n{self.text()}")
+        current = self.text().split(f"===== start {start} =====", 1)[-1]
+        return self.ready_text in current
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children): nothing is acknowledged or restored."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class Beat(Worker):
+    """``celery -A tests.tasks.celery_app beat``: sends the periodic tasks of ``CELERY_BEAT_SCHEDULE``."""
+
+    ready_text = "beat: Starting..."
+
+    def argv(self) -> list[str]:
+        schedule_file = self.log.with_name(f"{self.name}-schedule")
+        return [sys.executable, "-m", "celery", "-A", "tests.tasks.celery_app", "beat",
+                "-s", str(schedule_file), "-l", "INFO"]  # fmt: skip
+
+
+class Workers:
+    """Starts workers sharing the test database and Redis; stops every one of them at teardown."""
+
+    def __init__(self, directory: Path, database: str, redis_url: str) -> None:
+        self.directory = directory
+        self.database = database
+        self.redis_url = redis_url
+        self.started: list[Worker] = []
+
+    def make(
+        self,
+        name: str,
+        *,
+        alipay: Mapping[str, Any] | None = None,
+        annotations: Mapping[str, Any] | None = None,
+        visibility_timeout: float = 3600,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        beat_every: float = 300,
+        kind: type[Worker] = Worker,
+    ) -> Worker:
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="tests.tasks.worker_settings",
+            ALIPAY_TEST_DATABASE_NAME=self.database,
+            ALIPAY_TEST_WORKER_ALIPAY=json.dumps(dict(alipay or {})),
+            ALIPAY_TEST_TASK_ANNOTATIONS=json.dumps(dict(annotations or {})),
+            ALIPAY_TEST_VISIBILITY_TIMEOUT=str(visibility_timeout),
+            ALIPAY_TEST_BEAT_EVERY=str(beat_every),
+            REDIS_URL=self.redis_url,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
+        )
+        log = self.directory / f"{kind.__name__.lower()}-{name}.log"
+        worker = kind(name, log, env, pool=pool, concurrency=concurrency)
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {w.name} ---\n{w.text()[-6000:]}" for w in self.started)
+
+
+def order_number() -> str:
+    return "TASK-" + uuid.uuid4().hex[:12].upper()
+
+
+def paid_trade(merchant: Merchant, emulator: Emulator, amount: str = "100.00") -> Trade:
+    """An online trade paid at the emulator by its default buyer, and known as paid here (by a query)."""
+    start = trades.create_trade(merchant, out_trade_no=order_number(), amount=amount, subject="Teapot")
+    assert requests.get(start.url, timeout=10).status_code == 200  # the buyer's browser opens the cashier
+    emulator.post("pay", {"partner": merchant.partner, "out_trade_no": start.trade.out_trade_no})
+    trades.sync_trade(start.trade)
+    assert start.trade.status == "TRADE_FINISHED"
+    return start.trade
+
+
+def is_settled(refund: Refund) -> bool:
+    """Final, or accepted asynchronously (refunds sent 00:00-01:30 Beijing time go asynchronous)."""
+    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        return True
+    return refund.status == RefundStatus.SUBMITTED and refund.request_params.get("is_sync") == "N"
+
+
+def all_settled(ids: list[int]) -> bool:
+    return all(is_settled(refund) for refund in Refund.objects.filter(pk__in=ids)) and bool(ids)
+
+
+def refund_made(refund: Refund) -> bool:
+    """The refund was made (synchronously) or accepted for making (asynchronously) by the gateway."""
+    return refund.status == RefundStatus.SUCCEEDED or (
+        refund.status == RefundStatus.SUBMITTED and refund.request_params.get("is_sync") == "N"
+    )

@@ -1,0 +1,270 @@
+"""Real Celery workers on Redis and PostgreSQL against the emulator: crashes, redelivery, spacing, faults.
+
+Each test starts worker processes (``celery -A tests.tasks.celery_app worker``) that share the test database
+with this process, sends work the way a shop does (the refund dispatcher on commit, or a beat entry), and
+checks what the gateway saw in the emulator's own records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+from celery import Celery
+
+from django_alipay import schedule, tasks
+from django_alipay.domain import reconciliation, refunds, trades
+from django_alipay.enums import RefundStatus
+from django_alipay.models import Merchant, Refund, Trade
+from tests.tasks.support import (
+    Beat,
+    Emulator,
+    Workers,
+    all_settled,
+    call_times,
+    order_number,
+    paid_trade,
+    refund_made,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+REFUND_TASK = "django_alipay.tasks.submit_refund"
+
+
+@pytest.fixture
+def celery_dispatch(settings: Any, celery_app: Celery) -> Celery:
+    """This process enqueues refunds the way a shop with Celery does: CELERY_ENABLED, no dispatcher set."""
+    settings.ALIPAY = {**settings.ALIPAY, "CELERY_ENABLED": True}
+    assert refunds.refund_dispatcher() is tasks.dispatch_refund
+    return celery_app
+
+
+def test_a_worker_killed_while_the_gateway_call_is_in_flight_refunds_once_after_a_restart(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_dispatch: Celery
+) -> None:
+    trade = paid_trade(shop, fresh_emulator)
+    # The gateway holds the first refund call for 3 s: long enough to kill the worker in the middle of it.
+    fresh_emulator.post("faults", {"services": {"forex_refund": {"latency": 3, "limit": 1}}})
+    worker = workers.make(
+        "crash",
+        alipay={"HTTP_TOTAL_TIMEOUT": 6},
+        visibility_timeout=8,  # Redis hands the dead worker's unacknowledged message out again after 8 s
+        concurrency=1,
+    ).start()
+
+    refund = refunds.request_refund(trade, Decimal("30.00"), reason="broken lid")
+    wait_for(
+        lambda: Refund.objects.get(pk=refund.pk).status == RefundStatus.SUBMITTED,
+        timeout=30,
+        what="the worker to claim the refund",
+        every=0.05,
+    )
+    time.sleep(1.0)  # the request is at the gateway now, its answer 2 s away
+    worker.kill()
+    refund.refresh_from_db()
+    assert (refund.status, refund.response) == (RefundStatus.SUBMITTED, {}), "killed after the answer came"
+
+    worker.start()
+    wait_for(lambda: all_settled([refund.pk]), timeout=60, what="the refund to settle", every=0.2)
+
+    refund.refresh_from_db()
+    assert refund_made(refund), (refund.status, refund.error_code, workers.logs())
+    calls = fresh_emulator.refund_calls(shop.partner)
+    # The first call (made before the kill) and one resend under the same out_return_no; no new id minted.
+    assert [call["params"]["out_return_no"] for call in calls] == [refund.gateway_refund_id] * 2
+    assert refund.attempts == 2
+    assert Refund.objects.count() == 1
+    assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "30.00"  # refunded once
+    trade.refresh_from_db()
+    assert trade.refunded_amount + trade.refund_pending_amount == Decimal("30.00")
+
+
+def test_the_same_task_message_delivered_twice_makes_one_gateway_call(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_app: Celery, settings: Any
+) -> None:
+    held: list[int] = []
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": held.append}  # this test sends the messages
+    trade = paid_trade(shop, fresh_emulator)
+    # A slow answer, so that the second copy surely finds the first one's call still under way.
+    fresh_emulator.post("faults", {"services": {"forex_refund": {"latency": 1}}})
+    worker = workers.make("twice", alipay={"HTTP_TOTAL_TIMEOUT": 4}, concurrency=2).start()
+    refund = refunds.request_refund(trade, Decimal("12.50"))
+    assert held == [refund.pk]
+
+    message_id = "duplicate-" + order_number()
+    for _ in range(2):  # the broker delivers one message twice (same id, same body)
+        tasks.submit_refund.apply_async(args=(refund.pk,), task_id=message_id)
+    wait_for(
+        lambda: worker.text().count(f"[{message_id}] succeeded") >= 2,
+        timeout=60,
+        what="both deliveries to finish",
+    )
+    # And once more, long after: a redelivery of a message whose work is done.
+    tasks.submit_refund.apply_async(args=(refund.pk,), task_id=message_id)
+    wait_for(
+        lambda: worker.text().count(f"[{message_id}] succeeded") >= 3,
+        timeout=30,
+        what="the late redelivery to finish",
+    )
+
+    refund.refresh_from_db()
+    assert refund_made(refund), (refund.status, workers.logs())
+    assert refund.attempts == 1
+    calls = fresh_emulator.refund_calls(shop.partner)
+    assert [call["params"]["out_return_no"] for call in calls] == [refund.gateway_refund_id]
+    assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "12.50"
+
+
+def test_two_workers_keep_three_seconds_between_the_refunds_of_one_partner(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_dispatch: Celery
+) -> None:
+    trade = paid_trade(shop, fresh_emulator)
+    # The emulator refuses (SYSTEM_ERROR) a refund less than 3 s after the previous one, as Alipay may.
+    fresh_emulator.post("config", {"refund_interval": 3})
+    alipay = {"REFUND_SPACING": 3}
+    first = workers.make("one", alipay=alipay, concurrency=2).start()
+    second = workers.make("two", alipay=alipay, concurrency=2).start()
+
+    ids = [refunds.request_refund(trade, Decimal("5.00")).pk for _ in range(10)]
+    wait_for(lambda: all_settled(ids), timeout=120, what="ten spaced refunds", every=0.5)
+
+    made = Refund.objects.filter(pk__in=ids)
+    assert all(refund_made(refund) for refund in made), [(r.status, r.error_code) for r in made]
+    calls = fresh_emulator.refund_calls(shop.partner)
+    assert len(calls) == 10, [(c["outcome"], c["note"]) for c in calls]
+    assert all(call["outcome"] == "T" for call in calls), [c["note"] for c in calls]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(call_times(calls))]
+    assert min(gaps) >= 3.0, gaps
+    assert sorted(c["params"]["out_return_no"] for c in calls) == sorted(r.gateway_refund_id for r in made)
+    assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "50.00"
+    # Both workers competed for the refunds, and tasks that came too early waited with a retry, not a sleep.
+    for worker in (first, second):
+        assert f"{REFUND_TASK}[" in worker.text(), worker.name
+    assert "retry: Retry in" in first.text() + second.text()
+
+
+def test_reconciliation_settles_every_trade_whose_notifications_were_dropped(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_app: Celery, settings: Any
+) -> None:
+    # Trades carry a notify_url, so the emulator does send notifications ... and drops every one.
+    settings.ALIPAY = {**settings.ALIPAY, "NOTIFY_URL_BASE": "http://127.0.0.1:9/alipay/notify/"}
+    fresh_emulator.post("faults", {"notifications": {"drop_rate": 1.0}})
+    opened = []
+    for amount in ("10.00", "20.00", "30.00"):
+        start = trades.create_trade(shop, out_trade_no=order_number(), amount=amount, subject="Kettle")
+        assert requests.get(start.url, timeout=10).status_code == 200
+        fresh_emulator.post("pay", {"partner": shop.partner, "out_trade_no": start.trade.out_trade_no})
+        opened.append(start.trade)
+
+    def dropped() -> bool:
+        sends = fresh_emulator.get("notifications", partner=shop.partner)["deliveries"]
+        return {d["out_trade_no"] for d in sends if d["outcome"] == "dropped"} == {
+            t.out_trade_no for t in opened
+        }
+
+    wait_for(dropped, timeout=30, what="the emulator to drop the payment notifications")
+    assert Trade.objects.filter(status="WAIT_BUYER_PAY").count() == 3  # nothing told us they were paid
+
+    # A worker, and Celery beat running the shop's one-line schedule (every 2 s here, not 5 minutes).
+    settings_ = {"alipay": {"RECONCILE_TRADE_AGE": 0}, "beat_every": 2}
+    worker = workers.make("reconciler", concurrency=1, **settings_).start()
+    workers.make("beat", kind=Beat, **settings_).start()
+
+    wait_for(
+        lambda: not Trade.objects.filter(status="WAIT_BUYER_PAY").exists(),
+        timeout=60,
+        what="the periodic reconciliation to settle the trades",
+    )
+    for trade in opened:
+        trade.refresh_from_db()
+        assert (trade.status, trade.paid_at is not None) == ("TRADE_FINISHED", True)
+    assert not reconciliation.stale_trades(age=0).exists()  # nothing is left open
+    # It was the periodic task, sent by beat, that did it: its report is in the worker's log.
+    report = "'trades_checked': 3, 'trades_changed': 3, 'mismatches': 0, 'errors': 0"
+    wait_for(lambda: report in worker.text(), timeout=10, what="the periodic task's report")
+
+
+def _seed_with_failures(rate: float, needed: int, low: int, high: int) -> tuple[int, int]:
+    """A fault seed whose draws fail between ``low`` and ``high`` times before the ``needed``-th success.
+
+    The emulator draws one number per refund call from random.Random(seed) (its documented, fixed order).
+    Each failure is answered by one more call of the same refund, so with at most ``high`` failures in all,
+    no refund can fail more than ``high`` times: the bound the test then checks is known in advance.
+    """
+    for seed in itertools.count(1):
+        draws = random.Random(seed)
+        failures = successes = 0
+        while successes < needed:
+            if draws.random() < rate:
+                failures += 1
+            else:
+                successes += 1
+        if low <= failures <= high:
+            return seed, failures
+    raise AssertionError("unreachable")
+
+
+def test_system_errors_on_thirty_percent_of_calls_still_settle_every_refund_with_bounded_retries(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_dispatch: Celery
+) -> None:
+    trades_ = [paid_trade(shop, fresh_emulator, amount="20.00") for _ in range(5)]
+    seed, failures = _seed_with_failures(0.3, needed=10, low=4, high=tasks.MAX_GATEWAY_ATTEMPTS - 1)
+    fresh_emulator.post("faults", {"seed": seed, "services": {"forex_refund": {"system_error_rate": 0.3}}})
+    workers.make(
+        "faults", annotations={REFUND_TASK: {"retry_backoff": 0.5}}, concurrency=2
+    ).start()  # quicker backoff for the test; the bound on calls is the task's own
+
+    ids = [
+        refunds.request_refund(trade, Decimal(amount)).pk for trade in trades_ for amount in ("7.00", "3.00")
+    ]
+    wait_for(lambda: all_settled(ids), timeout=120, what="every refund to settle", every=0.5)
+
+    made = list(Refund.objects.filter(pk__in=ids))
+    assert all(refund_made(refund) for refund in made), [(r.status, r.error_code) for r in made]
+    calls = fresh_emulator.refund_calls(shop.partner)
+    errors = [call for call in calls if call["outcome"] == "SYSTEM_ERROR"]
+    assert (len(errors), len(calls) - len(errors)) == (failures, 10)
+    # Every call was counted, and no refund was called more than the task's bound.
+    assert sum(refund.attempts for refund in made) == len(calls)
+    assert max(refund.attempts for refund in made) <= tasks.MAX_GATEWAY_ATTEMPTS
+    for trade in trades_:
+        assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "10.00"
+        trade.refresh_from_db()
+        assert trade.refunded_amount + trade.refund_pending_amount == Decimal("10.00")
+
+
+def test_refunds_left_requested_or_unknown_are_sent_again_by_the_periodic_task(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_app: Celery, settings: Any
+) -> None:
+    held: list[int] = []
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": held.append}  # the dispatch gets lost
+    trade = paid_trade(shop, fresh_emulator)
+    lost = refunds.request_refund(trade, Decimal("4.00"))
+    unknown = refunds.request_refund(trade, Decimal("6.00"))
+    # The gateway makes this refund and then drops the connection: we cannot know it was made.
+    fresh_emulator.post("faults", {"services": {"forex_refund": {"drop_rate": 1, "limit": 1}}})
+    assert refunds.submit(unknown.pk).status == RefundStatus.UNKNOWN
+    fresh_emulator.post("faults", {})
+    assert Refund.objects.get(pk=lost.pk).status == RefundStatus.REQUESTED
+
+    workers.make("sweeper", alipay={"RECONCILE_REFUND_AGE": 0}, concurrency=2).start()
+    entry = schedule.beat_schedule()["django_alipay.tasks.reconcile_unknown_refunds"]
+    result = celery_app.send_task(entry["task"], **entry["options"]).get(timeout=60)
+
+    assert result == {"refunds_enqueued": 2, "awaiting_result": 0, "balance_mismatches": 0}
+    wait_for(lambda: all_settled([lost.pk, unknown.pk]), timeout=60, what="both refunds to settle")
+    for refund in (lost, unknown):
+        refund.refresh_from_db()
+        assert refund_made(refund), (refund.status, refund.error_code)
+    calls = fresh_emulator.refund_calls(shop.partner)
+    assert sorted(c["params"]["out_return_no"] for c in calls) == sorted(
+        [unknown.gateway_refund_id, unknown.gateway_refund_id, lost.gateway_refund_id]
+    )
+    assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "10.00"  # 6.00 made once, not twice
