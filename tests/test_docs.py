@@ -1,13 +1,21 @@
-"""The documentation builds cleanly and its generated pages match the code they describe."""
+"""The documentation builds cleanly, its generated pages match the code, and what it names exists."""
 
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
+import yaml
+
+from django_alipay import signals
+from django_alipay.conf import DEFAULTS
 from django_alipay.protocol.reference import render_catalog_reference
+from tests import docs_tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 
 
 def test_catalog_reference_page_is_generated_from_the_catalog():
@@ -36,3 +44,116 @@ def test_mkdocs_builds_in_strict_mode(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+# --- pages generated from code, and pages that must agree with code ---------------------------------------
+
+
+def test_the_settings_table_is_generated_from_conf_defaults():
+    assert docs_tables.block("configuration.md", "alipay-settings") == docs_tables.render_settings_table(), (
+        "docs/configuration.md is stale: run `python -m tests.docs_tables`"
+    )
+
+
+def test_every_alipay_setting_is_documented_once():
+    page = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    for name in DEFAULTS:
+        assert page.count(f"| `{name}` |") == 1, name
+
+
+def test_the_system_checks_table_is_generated_from_checks_py():
+    assert docs_tables.block("credentials.md", "system-checks") == docs_tables.render_checks_table(), (
+        "docs/credentials.md is stale: run `python -m tests.docs_tables`"
+    )
+
+
+def test_the_checks_docstring_lists_exactly_the_ids_the_code_emits():
+    documented = [row[0] for row in docs_tables.documented_checks()]
+
+    assert len(documented) == len(set(documented))
+    assert set(documented) == docs_tables.emitted_check_ids()
+    assert {"django_alipay.E001", "django_alipay.E021", "django_alipay.W011"} <= set(documented)
+
+
+def test_the_emulator_checks_are_documented():
+    page = (DOCS / "credentials.md").read_text(encoding="utf-8")
+    source = (ROOT / "django_alipay" / "emulator" / "checks.py").read_text(encoding="utf-8")
+    emitted = set(re.findall(r"django_alipay_emulator\.[EW]\d{3}", source))
+
+    assert emitted == {"django_alipay_emulator.W001", "django_alipay_emulator.W002"}
+    for check_id in emitted:
+        assert f"`{check_id}`" in page
+
+
+def test_the_emulator_settings_table_matches_its_defaults():
+    from django_alipay.emulator.conf import DEFAULTS as EMULATOR_DEFAULTS
+
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    table = text.split("<!-- emulator-settings -->", 1)[1].split("<!-- end: emulator-settings -->", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", table, re.MULTILINE))
+
+    assert set(rows) == set(EMULATOR_DEFAULTS)
+    for name, default in EMULATOR_DEFAULTS.items():
+        assert rows[name] == docs_tables.python_literal(default), name
+
+
+# --- the site as a whole ------------------------------------------------------------------------------------
+
+
+def nav_pages(entries):
+    for entry in entries:
+        for value in entry.values():
+            if isinstance(value, str):
+                yield value
+            else:
+                yield from nav_pages(value)
+
+
+def test_every_page_is_in_the_nav_and_linked_from_the_home_page():
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    in_nav = list(nav_pages(config["nav"]))
+    on_disk = sorted(path.relative_to(DOCS).as_posix() for path in DOCS.rglob("*.md"))
+    home = (DOCS / "index.md").read_text(encoding="utf-8")
+
+    assert sorted(in_nav) == on_disk
+    for page in on_disk:
+        if page != "index.md":
+            assert f"]({page})" in home, f"docs/index.md does not link {page}"
+
+
+def test_every_signal_is_documented():
+    page = (DOCS / "payments.md").read_text(encoding="utf-8")
+
+    for name in signals.__all__:
+        if name != "send_on_commit":
+            assert f"| `{name}` |" in page, name
+
+
+def test_every_python_example_is_valid_python():
+    fence = re.compile(r"^( *)```python\n(.*?)\n\1```", re.MULTILINE | re.DOTALL)
+    for path in sorted(DOCS.rglob("*.md")):
+        for number, found in enumerate(fence.finditer(path.read_text(encoding="utf-8"))):
+            code = textwrap.dedent(found.group(2))
+            where = f"{path.relative_to(ROOT)}, python block {number + 1}"
+            # Snippets of a view's body may `return`: those must compile as the body of a function.
+            if re.search(r"^return ", code, re.MULTILINE):
+                code = "def example():\n" + textwrap.indent(code, "    ")
+            compile(code, where, "exec")
+
+
+def test_the_api_page_names_every_error_code_of_the_api():
+    from django_alipay.api.errors import ERROR_CODES
+
+    page = (DOCS / "api.md").read_text(encoding="utf-8")
+
+    for code in ERROR_CODES:
+        assert f"`{code}`" in page, code
+
+
+def test_the_documented_emulator_gateway_examples_use_real_settings():
+    # An ALIPAY key that does not exist is a W001 at run time; in the docs it is a silent lie.
+    known = set(DEFAULTS)
+    for path in sorted(DOCS.rglob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for name in re.findall(r'ALIPAY\["([A-Z_]+)"\]', text):
+            assert name in known, f"{path.name} names ALIPAY[{name!r}], which is not a setting"

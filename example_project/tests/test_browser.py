@@ -1,0 +1,145 @@
+"""A shopper and a cashier in headless Chromium: checkout to the cashier and back to a paid order; the POS.
+
+The shop runs on pytest-django's live server; Alipay is the test kit's emulator process, whose notifier
+posts notifications to the live server by itself, so the order page turns paid on its own, as in the demo.
+Missing Chromium or Playwright fails these tests: the shop is only known to read well once a browser has
+shown it. Screenshots go to artifacts/screenshots/shop-*.png.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from shop.models import Order, Product
+
+from django_alipay.models import Merchant
+from django_alipay.testing import EmulatorProcess
+from tests.conftest import STAFF_PASSWORD
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+CHROMIUM = os.environ.get("ALIPAY_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = pathlib.Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's), driven by Playwright; fails when either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "Playwright is not installed: `.venv/bin/pip install playwright` (never `playwright install`)"
+        )
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium`")
+    with pytest.MonkeyPatch.context() as patch:
+        # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are synchronous.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-GB")
+    context.set_default_timeout(20_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"shop-{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def shop(
+    live_server: Any, alipay_emulator: EmulatorProcess, products: list[Product], settings: Any
+) -> Merchant:
+    """The shop on the live server, its merchant on the emulator, notifications sent to the live server."""
+    settings.ALIPAY = {**settings.ALIPAY, "NOTIFY_URL_BASE": f"{live_server.url}/alipay/notify/"}
+    return alipay_emulator.merchant(sign_type="RSA2", name=django_settings.SHOP_MERCHANT_NAME)
+
+
+@pytest.mark.alipay_emulator(notifier=True)
+def test_a_shopper_pays_at_the_cashier_and_sees_the_order_paid(
+    page: Any, live_server: Any, shop: Merchant
+) -> None:
+    page.goto(live_server.url + "/")
+    assert page.locator(".product").count() == len(Product.objects.all())
+    shot(page, "01-products")
+    page.click("#product-clay-teapot button")
+    page.click("#product-celadon-teacup button")
+    assert page.inner_text("#nav-cart") == "Cart 2"
+    page.click("#nav-cart")
+    assert page.inner_text("#cart-total") == "106.00 USD"
+    shot(page, "02-cart")
+
+    page.click("#pay-web")  # to Alipay's (the emulator's) cashier
+    page.wait_for_selector("#login-form")
+    assert "106.00 USD" in page.inner_text("main")
+    shot(page, "03-cashier")
+    page.fill("#login_id", "buyer@alitest.com")
+    page.fill("#password", "111111")
+    page.click("#login")
+    page.wait_for_selector("#pay")
+    shot(page, "04-cashier-confirm")
+    page.click("#pay")
+
+    # Back at the shop; the notification arrives by itself and the page's poll shows it.
+    page.wait_for_url(f"{live_server.url}/orders/**")
+    page.wait_for_selector("#order-status[data-status=paid]", timeout=30_000)
+    assert page.inner_text("#order-status") == "Paid"
+    assert page.locator(".messages li.info:visible").count() == 0  # no stale "confirming" message
+    order = Order.objects.get(number=page.inner_text("#order-number"))
+    assert order.paid_at is not None
+    assert order.trade is not None
+    assert page.inner_text("#trade-no") == order.trade.trade_no
+    page.wait_for_timeout(1300)  # let the highlight fade for the picture
+    shot(page, "05-order-paid")
+
+
+@pytest.mark.alipay_emulator(notifier=True)
+def test_a_cashier_charges_a_barcode_at_the_point_of_sale(
+    page: Any, live_server: Any, shop: Merchant
+) -> None:
+    User.objects.create_user("mei", password=STAFF_PASSWORD, is_staff=True, is_superuser=True)
+    page.goto(live_server.url + "/pos/")  # staff only: the admin's login first
+    page.fill("#id_username", "mei")
+    page.fill("#id_password", STAFF_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#pos-form")
+    page.fill("#qty-oolong-tea", "1")
+    page.fill("#qty-jasmine-pearls", "2")
+    page.click("[data-barcode='2512345678901234']")  # what a scanner would type
+    assert page.input_value("#barcode") == "2512345678901234"
+    shot(page, "06-pos")
+    page.click("#charge-barcode")
+    page.wait_for_selector("#order-status[data-status=paid]")
+    assert "90.00 USD" in page.inner_text("#total")
+    assert page.inner_text("#buyer") == "138****8000"
+    assert "Paid at the counter" in page.inner_text("#status-text")
+    shot(page, "07-pos-paid")
