@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: test lint type pytest venv bench clean demo core messages
+.PHONY: test lint type pytest venv bench clean demo core messages fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,19 @@ test: lint type pytest
 
 bench: venv
 	$(BIN)/python benchmarks/bench_signing.py
+
+FUZZ_RUNS ?= 200000
+ifndef FUZZ_DIR
+FUZZ_DIR := $(shell mktemp -u -d /tmp/alipay-fuzz.XXXXXX)
+endif
+
+fuzz: venv
+	$(BIN)/python -m pip install --quiet "atheris>=2.3"
+	mkdir -p $(FUZZ_DIR)/notifications $(FUZZ_DIR)/envelope $(FUZZ_DIR)/crashes
+	$(BIN)/python fuzz/fuzz_notifications.py $(FUZZ_DIR)/notifications fuzz/corpus/notifications \
+		-atheris_runs=$(FUZZ_RUNS) -artifact_prefix=$(FUZZ_DIR)/crashes/
+	$(BIN)/python fuzz/fuzz_envelope.py $(FUZZ_DIR)/envelope fuzz/corpus/envelope \
+		-atheris_runs=$(FUZZ_RUNS) -artifact_prefix=$(FUZZ_DIR)/crashes/
 
 core: venv
 	$(BIN)/python -m pip install --quiet "tox>=4"
