@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: test lint type pytest venv bench clean demo core messages fuzz
+.PHONY: test lint type pytest venv bench bench-signing bench-reconciliation clean demo core messages fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ demo: venv
 
 test: lint type pytest
 
-bench: venv
+bench: bench-signing
+
+bench-signing: venv
+	$(BIN)/python -m pip install --quiet "python-alipay-sdk>=3.4"
 	$(BIN)/python benchmarks/bench_signing.py
+
+bench-reconciliation: venv
+	scripts/with-services $(BIN)/python benchmarks/bench_reconciliation.py $(BENCH_ARGS)
 
 FUZZ_RUNS ?= 200000
 ifndef FUZZ_DIR
