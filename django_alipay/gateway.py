@@ -7,7 +7,7 @@ from django_alipay.enums import Environment
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
 
-__all__ = ["client_for"]
+__all__ = ["ClientPool", "client_for"]
 
 
 def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
@@ -35,3 +35,35 @@ def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
         timeout=(float(app_settings.HTTP_CONNECT_TIMEOUT), float(app_settings.HTTP_READ_TIMEOUT)),
         deadline=float(app_settings.HTTP_TOTAL_TIMEOUT),
     )
+
+
+class ClientPool:
+    """Gateway clients reused across many calls in one run: one per merchant and service family.
+
+    Each client keeps its HTTP connections open, so a run of many queries (reconciliation, a sync command)
+    neither rebuilds the keys nor reconnects per call. ``close()``, or leaving a ``with`` block, releases
+    them.
+    A pool belongs to one run: credentials changed meanwhile are picked up by the next pool.
+    """
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[int, bool], GatewayClient] = {}
+
+    def client(self, merchant: Merchant, *, instore: bool = False) -> GatewayClient:
+        """The pool's client for ``merchant`` (built by :func:`client_for` on first use)."""
+        key = (merchant.pk, instore)
+        if key not in self._clients:
+            self._clients[key] = client_for(merchant, instore=instore)
+        return self._clients[key]
+
+    def close(self) -> None:
+        """Close every client's connections and forget them."""
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+
+    def __enter__(self) -> ClientPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -10,12 +10,12 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
 
+from django_alipay import gateway
 from django_alipay.conf import app_settings
 from django_alipay.domain import clock, refunds, trades
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Refund, Trade
 from django_alipay.protocol.codes import TradeStatus
-from django_alipay.protocol.errors import AlipayError
 
 __all__ = [
     "Change",
@@ -161,12 +161,18 @@ def reconcile(
         if on_progress is not None:
             on_progress(kind)
 
+    def record(result: trades.TradeSync) -> None:
+        report.trades_checked += 1
+        _record_sync(result, report)
+        progress("trade")
+
     trade_ids = _batches(stale_trades(merchant=merchant, age=trade_age), size) if include_trades else iter(())
-    for ids in trade_ids:
-        for trade in Trade.objects.filter(pk__in=ids).order_by("pk"):
-            report.trades_checked += 1
-            _sync_one(trade, report)
-            progress("trade")
+    # One gateway client per merchant for the whole run; per batch: one read (merchants joined), the
+    # gateway queries, and one write for all the trades whose answer changed nothing.
+    with gateway.ClientPool() as clients:
+        for ids in trade_ids:
+            batch = Trade.objects.filter(pk__in=ids).select_related("merchant").order_by("pk")
+            trades.sync_trades(batch, clients=clients, on_result=record)
 
     if not include_refunds:
         report.finished_at = clock.now()
@@ -183,18 +189,18 @@ def reconcile(
     return report
 
 
-def _sync_one(trade: Trade, report: ReconciliationReport) -> None:
-    before = trade.status
-    try:
-        change = trades.sync_trade(trade)
-    except AlipayError as exc:
+def _record_sync(result: trades.TradeSync, report: ReconciliationReport) -> None:
+    trade, change, exc = result.trade, result.change, result.error
+    if exc is not None:
         report.errors.append(f"trade {trade.out_trade_no}: {type(exc).__name__} {exc.code or ''}".strip())
         return
     if change is None:
         return
     if change.changed:
         report.trades_changed += 1
-        report.changes.append(Change("trade", trade.pk, trade.out_trade_no, "", before, change.status))
+        report.changes.append(
+            Change("trade", trade.pk, trade.out_trade_no, "", change.previous_status, change.status)
+        )
     if change.flag:
         report.mismatches.append(Mismatch("trade", trade.pk, trade.out_trade_no, change.message))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +29,15 @@ from django_alipay.protocol.errors import (
     InvalidParameterError,
 )
 
-__all__ = ["StatusChange", "TradeStart", "apply_status", "create_trade", "sync_trade"]
+__all__ = [
+    "StatusChange",
+    "TradeStart",
+    "TradeSync",
+    "apply_status",
+    "create_trade",
+    "sync_trade",
+    "sync_trades",
+]
 
 logger = logging.getLogger("django_alipay.trades")
 
@@ -489,15 +497,78 @@ def _apply_locked(
     return StatusChange(trade, previous, trade.status, applied=True)
 
 
-def sync_trade(trade: Trade) -> StatusChange | None:
+@dataclass(frozen=True)
+class TradeSync:
+    """What :func:`sync_trades` made of one trade: its ``change`` (None when Alipay does not know the trade),
+    or the gateway ``error`` that kept it from being queried."""
+
+    trade: Trade
+    change: StatusChange | None = None
+    error: AlipayError | None = None
+
+
+def sync_trade(trade: Trade, *, clients: gateway.ClientPool | None = None) -> StatusChange | None:
     """Query the trade at the gateway and apply what it says; None when Alipay does not know the trade.
 
     Online trades use single_trade_query, in-store ones alipay.acquire.overseas.query. Gateway errors other
-    than "no such trade" propagate (a retryable one can simply be tried again later).
+    than "no such trade" propagate (a retryable one can simply be tried again later). ``clients`` reuses
+    gateway clients (and their connections) across calls.
     """
-    merchant = Merchant.objects.get(pk=trade.merchant_id)
+    (result,) = sync_trades([trade], clients=clients)
+    if result.error is not None:
+        raise result.error
+    return result.change
+
+
+def sync_trades(
+    batch: Iterable[Trade],
+    *,
+    clients: gateway.ClientPool | None = None,
+    on_result: Callable[[TradeSync], None] | None = None,
+) -> list[TradeSync]:
+    """Query each trade of ``batch`` at the gateway and apply the answers; one :class:`TradeSync` per trade.
+
+    An answer that moves a trade (or is refused) goes through :func:`apply_status` under the row lock at
+    once. An answer that only repeats what the trade already says is written for the whole batch in one
+    UPDATE at the end, and only to rows whose status has not moved meanwhile, so checking many unchanged
+    trades costs a query per batch rather than several per trade. Load the trades with
+    ``select_related("merchant")``; gateway errors are returned in ``error``, never raised.
+    """
+    pool = clients if clients is not None else gateway.ClientPool()
+    results: list[TradeSync] = []
+    repeats: list[Trade] = []
+    unknown: list[int] = []
+    try:
+        for trade in batch:
+            try:
+                report = _query(trade, pool)
+            except AlipayError as exc:
+                result = TradeSync(trade, error=exc)
+            else:
+                if report is None:
+                    unknown.append(trade.pk)
+                    result = TradeSync(trade)
+                elif _is_repeat(trade, report):
+                    trade.gateway_response = _jsonable(report["params"])
+                    repeats.append(trade)
+                    result = TradeSync(trade, StatusChange(trade, trade.status, trade.status, applied=True))
+                else:
+                    result = TradeSync(trade, apply_status(trade, **report))
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        _touch(repeats, unknown)
+        if clients is None:
+            pool.close()
+    return results
+
+
+def _query(trade: Trade, pool: gateway.ClientPool) -> dict[str, Any] | None:
+    """The gateway's report on ``trade`` as :func:`apply_status` arguments; None for "no such trade"."""
+    merchant = trade.merchant
     online = Product(trade.product).is_online
-    client = gateway.client_for(merchant, instore=not online)
+    client = pool.client(merchant, instore=not online)
     result: Any
     try:
         if online:
@@ -506,43 +577,74 @@ def sync_trade(trade: Trade) -> StatusChange | None:
             result = client.overseas_query(partner_trans_id=trade.out_trade_no)
     except (AlipayBusinessError, AlipayGatewayError) as exc:
         if exc.code in _NOT_FOUND_CODES:
-            Trade.objects.filter(pk=trade.pk).update(last_synced_at=clock.now())
             return None
         raise
     fields = result.fields
     if online:
-        return apply_status(
-            trade,
-            status=fields.get("trade_status", ""),
-            amount=fields.get("total_fee"),
-            currency=fields.get("currency"),
-            trade_no=fields.get("trade_no"),
-            paid_at=_time(result, "gmt_payment"),
-            buyer_id=fields.get("buyer_id"),
-            buyer_login=fields.get("buyer_email"),
-            additional_status=fields.get("additional_trade_status"),
-            payment_type=fields.get("payment_type"),
-            params=fields,
-            source="query",
-        )
+        return {
+            "status": fields.get("trade_status", ""),
+            "amount": fields.get("total_fee"),
+            "currency": fields.get("currency"),
+            "trade_no": fields.get("trade_no"),
+            "paid_at": _time(result, "gmt_payment"),
+            "buyer_id": fields.get("buyer_id"),
+            "buyer_login": fields.get("buyer_email"),
+            "additional_status": fields.get("additional_trade_status"),
+            "payment_type": fields.get("payment_type"),
+            "params": fields,
+            "source": "query",
+        }
     if str(fields.get("result_code", "")) != "SUCCESS" or not fields.get("alipay_trans_status"):
         if fields.get("error") in _NOT_FOUND_CODES:
-            Trade.objects.filter(pk=trade.pk).update(last_synced_at=clock.now())
             return None
         raise AlipayBusinessError(
             "the in-store query did not succeed",
             code=fields.get("error") or None,
             out_trade_no=trade.out_trade_no,
         )
-    return apply_status(
-        trade,
-        status=fields["alipay_trans_status"],
-        amount=fields.get("trans_amount"),
-        currency=fields.get("currency"),
-        trade_no=fields.get("alipay_trans_id"),
-        paid_at=_time(result, "alipay_pay_time"),
-        buyer_id=fields.get("alipay_buyer_user_id"),
-        buyer_login=fields.get("alipay_buyer_login_id"),
-        params=fields,
-        source="query",
-    )
+    return {
+        "status": fields["alipay_trans_status"],
+        "amount": fields.get("trans_amount"),
+        "currency": fields.get("currency"),
+        "trade_no": fields.get("alipay_trans_id"),
+        "paid_at": _time(result, "alipay_pay_time"),
+        "buyer_id": fields.get("alipay_buyer_user_id"),
+        "buyer_login": fields.get("alipay_buyer_login_id"),
+        "params": fields,
+        "source": "query",
+    }
+
+
+def _is_repeat(trade: Trade, report: Mapping[str, Any]) -> bool:
+    """True when applying ``report`` could only record the answer: same status, same money, no new detail.
+
+    Judged on the unlocked row; anything else (or any doubt) takes the locked path of apply_status.
+    """
+    if str(report["status"]) != trade.status or report.get("partner") is not None:
+        return False
+    currency = report.get("currency")
+    if currency is not None and currency != trade.currency:
+        return False
+    amount = report.get("amount")
+    if amount is not None:
+        try:
+            if _reported_amount(amount, trade.currency) != trade.amount:
+                return False
+        except (AmountError, InvalidParameterError):
+            return False
+    return not any(report.get(name) and not getattr(trade, name) for name in _DETAIL_LENGTHS)
+
+
+def _touch(repeats: list[Trade], unknown: list[int]) -> None:
+    """Record the answers that changed nothing: one UPDATE per status, skipping rows that moved meanwhile."""
+    now = clock.now()
+    if unknown:
+        Trade.objects.filter(pk__in=unknown).update(last_synced_at=now)
+    by_status: dict[str, list[Trade]] = {}
+    for trade in repeats:
+        trade.last_synced_at = trade.updated_at = now
+        by_status.setdefault(trade.status, []).append(trade)
+    for status, group in by_status.items():
+        Trade.objects.filter(status=status).bulk_update(
+            group, ["gateway_response", "last_synced_at", "updated_at"]
+        )

@@ -8,8 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from django_alipay.domain import reconciliation, refunds
+from django_alipay import gateway as django_gateway
+from django_alipay.domain import reconciliation, refunds, trades
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Refund, Trade
 from django_alipay.protocol.clock import BEIJING
@@ -85,3 +88,84 @@ def test_a_balance_that_does_not_add_up_is_reported(make_trade: Callable[..., Tr
     Trade.objects.filter(pk=trade.pk).update(refunded_amount=Decimal("9.00"))
     [mismatch] = reconciliation.check_balances()
     assert (mismatch.kind, mismatch.object_id) == ("balance", trade.pk)
+
+
+def _stale_unpaid(make_trade: Callable[..., Trade], gateway: FakeGateway, count: int) -> list[Trade]:
+    made = [
+        make_trade(status="WAIT_BUYER_PAY", paid_at=None, created_at=NOW - timedelta(hours=1))
+        for _ in range(count)
+    ]
+    for trade in made:
+        gateway.trades[trade.out_trade_no] = {"trade_status": "WAIT_BUYER_PAY", "total_fee": "100.00"}
+    return made
+
+
+def test_database_queries_grow_with_batches_not_with_trades(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    first = _stale_unpaid(make_trade, gateway, 6)
+    with CaptureQueriesContext(connection) as six_in_two_batches:
+        report = reconciliation.reconcile(batch_size=3, include_refunds=False)
+    assert (report.trades_checked, report.trades_changed, report.ok) == (6, 0, True)
+
+    # The first six were just synced, so they are not stale: the next run sees only the new twelve.
+    second = _stale_unpaid(make_trade, gateway, 12)
+    with CaptureQueriesContext(connection) as twelve_in_two_batches:
+        report = reconciliation.reconcile(batch_size=6, include_refunds=False)
+    assert (report.trades_checked, report.trades_changed) == (12, 0)
+
+    assert len(gateway.called("single_trade_query")) == 18
+    assert len(twelve_in_two_batches) == len(six_in_two_batches)
+    for trade in Trade.objects.filter(pk__in=[t.pk for t in first + second]):
+        assert trade.status == "WAIT_BUYER_PAY"
+        assert trade.last_synced_at == NOW
+        assert trade.gateway_response["trade_status"] == "WAIT_BUYER_PAY"
+
+
+def test_one_gateway_client_serves_a_whole_run(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, fixed_clock: Any, monkeypatch: Any
+) -> None:
+    fixed_clock(NOW)
+    built: list[int] = []
+    real = django_gateway.client_for
+
+    def counting(merchant: Any, *, instore: bool = False) -> Any:
+        built.append(merchant.pk)
+        return real(merchant, instore=instore)
+
+    monkeypatch.setattr(django_gateway, "client_for", counting)
+    _stale_unpaid(make_trade, gateway, 5)
+    report = reconciliation.reconcile(batch_size=2, include_refunds=False)
+    assert report.trades_checked == 5
+    assert len(built) == 1
+
+
+def test_an_unchanged_answer_does_not_overwrite_a_trade_that_moved_meanwhile(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    moving, still = _stale_unpaid(make_trade, gateway, 2)
+
+    def notification_arrives(result: trades.TradeSync) -> None:
+        if result.trade.pk == moving.pk:  # paid between the query and the batch's write
+            Trade.objects.filter(pk=moving.pk).update(status="TRADE_SUCCESS", gateway_response={"x": "y"})
+
+    batch = Trade.objects.filter(pk__in=[moving.pk, still.pk]).select_related("merchant").order_by("pk")
+    results = trades.sync_trades(batch, on_result=notification_arrives)
+
+    assert [r.change.changed for r in results if r.change] == [False, False]
+    moved = Trade.objects.get(pk=moving.pk)
+    assert (moved.status, moved.gateway_response, moved.last_synced_at) == ("TRADE_SUCCESS", {"x": "y"}, None)
+    assert Trade.objects.get(pk=still.pk).last_synced_at == NOW
+
+
+def test_a_trade_alipay_does_not_know_is_marked_synced_and_changes_nothing(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    trade = make_trade(status="WAIT_BUYER_PAY", paid_at=None, created_at=NOW - timedelta(hours=1))
+    [result] = trades.sync_trades([trade])
+    assert (result.change, result.error) == (None, None)
+    stored = Trade.objects.get(pk=trade.pk)
+    assert (stored.status, stored.last_synced_at) == ("WAIT_BUYER_PAY", NOW)
