@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from functools import update_wrapper
 from typing import Any
@@ -460,35 +461,26 @@ class TradeAdmin(ReadOnlyAdmin):
 
     # --- actions ----------------------------------------------------------------------------------------
 
-    def _confirm(
+    def _bulk_refunds(
         self,
         request: HttpRequest,
         queryset: QuerySet[Trade],
         *,
         action: str,
         title: str,
-        rows: list[dict[str, Any]],
-        form: BulkReasonForm,
         button: str,
         explanation: str,
-    ) -> TemplateResponse:
-        return self._page(
-            request,
-            "django_alipay/admin/trade/confirm_bulk.html",
-            None,
-            title=title,
-            rows=rows,
-            form=form,
-            action=action,
-            button=button,
-            explanation=explanation,
-            selected=[str(trade.pk) for trade in queryset],
-            action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
-            any_allowed=any(row["allowed"] for row in rows),
-        )
+        verb: str,
+        perform: Callable[[Trade, str, str], Refund],
+        row: Callable[[Trade], dict[str, Any]],
+    ) -> HttpResponse | None:
+        """Confirm, then run: the flow the bulk refund and reversal actions share.
 
-    @admin.action(description=gettext_lazy("Refund in full…"), permissions=["refund"])
-    def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Trade]) -> HttpResponse | None:
+        ``row(trade)`` describes a trade on the confirmation page (``allowed``, ``note``, ``amount``);
+        ``perform(trade, reason, idempotency_key)`` asks the domain once the reason is confirmed, and every
+        trade gets its own result message. Each trade's key is the form's key plus its id, so a resubmitted
+        confirmation repeats nothing.
+        """
         chosen = list(queryset.select_related("merchant").order_by("pk"))
         form = BulkReasonForm(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
@@ -496,38 +488,54 @@ class TradeAdmin(ReadOnlyAdmin):
             reason = form.cleaned_data["reason"]
 
             def run(trade: Trade) -> tuple[int, str]:
-                return refund_message(
-                    refunds.request_full_refund(trade, reason=reason, idempotency_key=f"{key}-{trade.pk}")
-                )
+                return refund_message(perform(trade, reason, f"{key}-{trade.pk}"))
 
-            report_rows(request, chosen, lambda t: t.out_trade_no, run, verb=_("Full refunds"))
+            report_rows(request, chosen, lambda t: t.out_trade_no, run, verb=verb)
             return None
-        rows = []
-        for trade in chosen:
+        rows = [row(trade) for trade in chosen]
+        return self._page(
+            request,
+            "django_alipay/admin/trade/confirm_bulk.html",
+            None,
+            title=title,
+            rows=rows,
+            form=BulkReasonForm(initial={"idempotency_key": new_form_key()}),
+            action=action,
+            button=button,
+            explanation=explanation,
+            selected=[str(trade.pk) for trade in queryset],
+            action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
+            any_allowed=any(r["allowed"] for r in rows),
+        )
+
+    @admin.action(description=gettext_lazy("Refund in full…"), permissions=["refund"])
+    def refund_in_full(self, request: HttpRequest, queryset: QuerySet[Trade]) -> HttpResponse | None:
+        def row(trade: Trade) -> dict[str, Any]:
             refusal = refunds.refund_refusal(trade)
-            rows.append(
-                {
-                    "trade": trade,
-                    "allowed": refusal is None,
-                    "note": refusal
-                    or _("Refund %(amount)s (everything still refundable).")
-                    % {"amount": money_text(trade.refundable_amount, trade.currency)},
-                    "amount": money_text(trade.amount, trade.currency),
-                }
-            )
-        return self._confirm(
+            return {
+                "trade": trade,
+                "allowed": refusal is None,
+                "note": refusal
+                or _("Refund %(amount)s (everything still refundable).")
+                % {"amount": money_text(trade.refundable_amount, trade.currency)},
+                "amount": money_text(trade.amount, trade.currency),
+            }
+
+        return self._bulk_refunds(
             request,
             queryset,
             action="refund_in_full",
             title=_("Refund in full"),
-            rows=rows,
-            form=BulkReasonForm(initial={"idempotency_key": new_form_key()}),
             button=_("Refund these trades"),
             explanation=_(
                 "Each trade is refunded whatever is still refundable on it. Trades that cannot be refunded "
-                "are "
-                "left alone, and every trade gets its own result message."
+                "are left alone, and every trade gets its own result message."
             ),
+            verb=_("Full refunds"),
+            perform=lambda trade, reason, key: refunds.request_full_refund(
+                trade, reason=reason, idempotency_key=key
+            ),
+            row=row,
         )
 
     @admin.action(description=gettext_lazy("Refund part of the amount…"), permissions=["refund"])
@@ -540,52 +548,37 @@ class TradeAdmin(ReadOnlyAdmin):
 
     @admin.action(description=gettext_lazy("Reverse (same Beijing day only)…"), permissions=["reverse"])
     def reverse_trades(self, request: HttpRequest, queryset: QuerySet[Trade]) -> HttpResponse | None:
-        chosen = list(queryset.select_related("merchant").order_by("pk"))
-        form = BulkReasonForm(request.POST if "confirm" in request.POST else None)
-        if "confirm" in request.POST and form.is_valid():
-            key = form.cleaned_data["idempotency_key"]
-            reason = form.cleaned_data["reason"]
-
-            def run(trade: Trade) -> tuple[int, str]:
-                return refund_message(
-                    refunds.reverse(trade, reason=reason, idempotency_key=f"{key}-{trade.pk}")
-                )
-
-            report_rows(request, chosen, lambda t: t.out_trade_no, run, verb=_("Reversals"))
-            return None
-        rows = []
-        for trade in chosen:
+        def row(trade: Trade) -> dict[str, Any]:
             refusal = refunds.reverse_refusal(trade)
-            rows.append(
-                {
-                    "trade": trade,
-                    "allowed": refusal is None,
-                    "note": refusal
-                    or (
-                        _("Reverse: returns the full %(amount)s and closes the trade.")
-                        if trade.is_paid
-                        else _("Cancel the unpaid order (no money moves).")
-                    )
-                    % {"amount": money_text(trade.amount, trade.currency)},
-                    "amount": money_text(trade.amount, trade.currency),
-                    "refund_url": reverse("admin:django_alipay_trade_refund", args=[trade.pk])
-                    if refusal is not None and self.has_refund_permission(request, trade) and trade.is_paid
-                    else "",
-                }
+            what = (
+                _("Reverse: returns the full %(amount)s and closes the trade.")
+                if trade.is_paid
+                else _("Cancel the unpaid order (no money moves).")
             )
-        return self._confirm(
+            refundable = refusal is not None and trade.is_paid
+            offer_refund = refundable and self.has_refund_permission(request, trade)
+            refund_url = reverse("admin:django_alipay_trade_refund", args=[trade.pk])
+            return {
+                "trade": trade,
+                "allowed": refusal is None,
+                "note": refusal or what % {"amount": money_text(trade.amount, trade.currency)},
+                "amount": money_text(trade.amount, trade.currency),
+                "refund_url": refund_url if offer_refund else "",
+            }
+
+        return self._bulk_refunds(
             request,
             queryset,
             action="reverse_trades",
             title=_("Reverse trades"),
-            rows=rows,
-            form=BulkReasonForm(initial={"idempotency_key": new_form_key()}),
             button=_("Reverse these trades"),
             explanation=_(
                 "A reversal undoes an in-store payment in full, and only on the day it was paid, Beijing "
-                "time "
-                "(until 23:59:59). After that, refund it instead."
+                "time (until 23:59:59). After that, refund it instead."
             ),
+            verb=_("Reversals"),
+            perform=lambda trade, reason, key: refunds.reverse(trade, reason=reason, idempotency_key=key),
+            row=row,
         )
 
     @admin.action(description=gettext_lazy("Check with Alipay (sync status)"), permissions=["sync"])
