@@ -8,7 +8,6 @@ shown it. Screenshots go to artifacts/screenshots/shop-*.png.
 
 from __future__ import annotations
 
-import os
 import pathlib
 from collections.abc import Iterator
 from typing import Any
@@ -20,44 +19,19 @@ from shop.models import Order, Product
 
 from django_alipay.models import Merchant
 from django_alipay.testing import EmulatorProcess
+from django_alipay.testing.browser import headless_chromium
 from tests.conftest import STAFF_PASSWORD
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
-CHROMIUM = os.environ.get("ALIPAY_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = pathlib.Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium (Debian's), driven by Playwright; fails when either is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(
-            "Playwright is not installed: `.venv/bin/pip install playwright` (never `playwright install`)"
-        )
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium`")
-    with pytest.MonkeyPatch.context() as patch:
-        # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are synchronous.
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield chromium
-            finally:
-                chromium.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ shop owner once a real browser has used it. Install with ``.venv/bin/pip install
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -19,19 +18,9 @@ import pytest
 import requests
 from django.test.utils import override_settings
 
+from django_alipay.testing.browser import headless_chromium
 from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
 
-CHROMIUM = os.environ.get("ALIPAY_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 ADMIN_STATIC = pathlib.Path(django.contrib.admin.__file__).parent / "static"
@@ -53,23 +42,8 @@ def live_server(admin_static: None, live_server: Any) -> Any:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium; fails the test (it does not skip) when Playwright or Chromium is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail(
-            "Playwright is not installed: run `.venv/bin/pip install playwright` (not `playwright install`)"
-        )
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: `apt-get install chromium` (Debian's package)")
-    # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are synchronous.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield chromium
-            finally:
-                chromium.close()
+    with headless_chromium() as chromium:
+        yield chromium
 
 
 @pytest.fixture
