@@ -361,7 +361,10 @@ def apply_status(
     raw = _jsonable(params or {})
     with transaction.atomic():
         locked = Trade.objects.select_for_update().get(pk=trade.pk)
-        merchant = Merchant.objects.get(pk=locked.merchant_id)
+        if Trade.merchant.is_cached(trade) and trade.merchant.pk == locked.merchant_id:
+            merchant = trade.merchant  # loaded with the trade (a batch's select_related): no second read
+        else:
+            merchant = Merchant.objects.get(pk=locked.merchant_id)
         result = _apply_locked(
             locked,
             merchant,
