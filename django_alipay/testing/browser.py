@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
-
 __all__ = ["CHROMIUM_ARGS", "chromium_path", "headless_chromium"]
 
 #: Headless, no sandbox (tests often run as root), none of the background traffic a closed network refuses.
@@ -42,6 +40,8 @@ def headless_chromium(executable: str | None = None) -> Iterator[Any]:
     an event loop in this thread, so Django's async-safety guard is lifted for the block: the test's own
     ORM calls stay synchronous.
     """
+    import pytest  # the test kit's one runner dependency, imported only when a browser is wanted
+
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
