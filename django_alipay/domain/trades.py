@@ -19,7 +19,7 @@ from django_alipay.domain import clock
 from django_alipay.domain.errors import TradeNotAllowed
 from django_alipay.enums import NotificationFlag, Product
 from django_alipay.models import Merchant, Trade
-from django_alipay.protocol import money
+from django_alipay.protocol import money, services
 from django_alipay.protocol.codes import TradeStatus, can_transition
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
@@ -178,6 +178,9 @@ def create_trade(
         "body": body,
         "created_at": clock.now(),
     }
+    service, request = _payment_request(fields, notify, return_url, buyer_identity_code, dict(extra or {}))
+    # Checked before the row exists: a bad parameter must not use up the order number.
+    services.build_request(service, request, partner=merchant.partner, charset=merchant.charset)
     try:
         if product.is_online:
             with transaction.atomic():
@@ -193,53 +196,67 @@ def create_trade(
             out_trade_no=out_trade_no,
         ) from None
 
-    params = dict(extra or {})
     if product.is_online:
-        return _start_online(trade, product, notify, return_url, params)
+        return _start_online(trade, service, request)
     if product == Product.IN_STORE_BARCODE:
-        assert buyer_identity_code is not None
-        return _start_spot_pay(trade, buyer_identity_code, notify, params)
-    return _start_precreate(trade, notify, params)
+        return _start_spot_pay(trade, request)
+    return _start_precreate(trade, request)
 
 
-def _start_online(
-    trade: Trade, product: Product, notify: str | None, return_url: str | None, params: dict[str, Any]
-) -> TradeStart:
-    client = gateway.client_for(trade.merchant)
-    request: dict[str, Any] = {
-        "out_trade_no": trade.out_trade_no,
-        "subject": trade.subject,
-        "body": trade.body or None,
-        "currency": trade.currency,
-        "total_fee": trade.amount,
+def _payment_request(
+    fields: Mapping[str, Any],
+    notify: str | None,
+    return_url: str | None,
+    buyer_identity_code: str | None,
+    extra: dict[str, Any],
+) -> tuple[str, dict[str, Any]]:
+    """The service and business parameters that start the payment of the trade ``fields`` describe."""
+    product = fields["product"]
+    if product.is_online:
+        wap = product == Product.ONLINE_WAP
+        return services.CREATE_FOREX_TRADE_WAP.name if wap else services.CREATE_FOREX_TRADE.name, {
+            "out_trade_no": fields["out_trade_no"],
+            "subject": fields["subject"],
+            "body": fields["body"] or None,
+            "currency": fields["currency"],
+            "total_fee": fields["amount"],
+            "notify_url": notify,
+            "return_url": return_url if return_url is not None else app_settings.RETURN_URL,
+            "product_code": "NEW_WAP_OVERSEAS_SELLER" if wap else "NEW_OVERSEAS_SELLER",
+            **extra,
+        }
+    if product == Product.IN_STORE_BARCODE:
+        return services.SPOT_PAY.name, {
+            "partner_trans_id": fields["out_trade_no"],
+            "trans_name": fields["subject"],
+            "currency": fields["currency"],
+            "trans_amount": fields["amount"],
+            "buyer_identity_code": buyer_identity_code,
+            "trans_create_time": fields["created_at"],
+            "notify_url": notify,
+            **extra,
+        }
+    return services.PRECREATE.name, {
+        "out_trade_no": fields["out_trade_no"],
+        "subject": fields["subject"],
+        "currency": fields["currency"],
+        "total_fee": fields["amount"],
         "notify_url": notify,
-        "return_url": return_url if return_url is not None else app_settings.RETURN_URL,
-        **params,
+        **extra,
     }
-    if product == Product.ONLINE_WAP:
-        request.setdefault("product_code", "NEW_WAP_OVERSEAS_SELLER")
-        page = client.create_forex_trade_wap(**request)
-    else:
-        request.setdefault("product_code", "NEW_OVERSEAS_SELLER")
-        page = client.create_forex_trade(**request)
+
+
+def _start_online(trade: Trade, service: str, request: dict[str, Any]) -> TradeStart:
+    page = gateway.client_for(trade.merchant).call(service, **request)
     trade.payment_url = page.url
     trade.save(update_fields=["payment_url", "updated_at"])
     return TradeStart(trade=trade, url=page.url, form_html=page.form_html())
 
 
-def _start_spot_pay(trade: Trade, code: str, notify: str | None, params: dict[str, Any]) -> TradeStart:
+def _start_spot_pay(trade: Trade, request: dict[str, Any]) -> TradeStart:
     client = gateway.client_for(trade.merchant, instore=True)
     try:
-        result = client.spot_pay(
-            partner_trans_id=trade.out_trade_no,
-            trans_name=trade.subject,
-            currency=trade.currency,
-            trans_amount=trade.amount,
-            buyer_identity_code=code,
-            trans_create_time=trade.created_at,
-            notify_url=notify,
-            **params,
-        )
+        result = client.spot_pay(**request)
     except (AlipayBusinessError, AlipayGatewayError) as exc:
         _close_refused(trade, exc.code or "", exc.description or "")
         return TradeStart(trade=trade, error=exc)
@@ -293,17 +310,10 @@ def _close_refused(trade: Trade, code: str, description: str) -> None:
     )
 
 
-def _start_precreate(trade: Trade, notify: str | None, params: dict[str, Any]) -> TradeStart:
+def _start_precreate(trade: Trade, request: dict[str, Any]) -> TradeStart:
     client = gateway.client_for(trade.merchant, instore=True)
     try:
-        result = client.precreate(
-            out_trade_no=trade.out_trade_no,
-            subject=trade.subject,
-            currency=trade.currency,
-            total_fee=trade.amount,
-            notify_url=notify,
-            **params,
-        )
+        result = client.precreate(**request)
     except AlipayError as exc:
         logger.warning("precreate of %s failed (%s)", trade.out_trade_no, exc.code)
         return TradeStart(trade=trade, error=exc)

@@ -57,6 +57,30 @@ def test_bad_order_numbers_create_nothing(merchant: Merchant, out_trade_no: str)
     assert not Trade.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("product", "extra", "parameter"),
+    [
+        ("web", {"timeout_rule": "forever"}, "timeout_rule"),
+        ("wap", {"no_such_parameter": "1"}, "no_such_parameter"),
+        ("qrcode", {"timeout_rule": "forever"}, "timeout_rule"),
+        ("barcode", {"sign": "x"}, "sign"),
+    ],
+)
+def test_a_bad_extra_parameter_creates_nothing_and_keeps_the_order_number_free(
+    merchant: Merchant, gateway: FakeGateway, product: str, extra: dict[str, str], parameter: str
+) -> None:
+    code = {"buyer_identity_code": "281234567890123456"} if product == "barcode" else {}
+    with pytest.raises(InvalidParameterError) as caught:
+        trades.create_trade(
+            merchant, out_trade_no="E-1", amount="1.00", subject="x", product=product, extra=extra, **code
+        )
+    assert caught.value.parameter == parameter
+    assert not Trade.objects.exists()
+    assert gateway.calls == []
+    trades.create_trade(merchant, out_trade_no="E-1", amount="1.00", subject="x", product=product, **code)
+    assert Trade.objects.filter(out_trade_no="E-1").count() == 1
+
+
 def test_an_order_number_is_used_once_per_merchant(merchant: Merchant, make_merchant: Any) -> None:
     trades.create_trade(merchant, out_trade_no="D-1", amount="1.00", subject="x")
     with pytest.raises(TradeNotAllowed, match="D-1 already exists"):
