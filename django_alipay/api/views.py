@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from django.db.models import Q, QuerySet
+from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
@@ -107,6 +109,23 @@ _IDEMPOTENCY_OPTIONAL = OpenApiParameter(
 )
 
 
+class BrowsableRenderer(BrowsableAPIRenderer):
+    """The browsable API, without a "Not Found" breadcrumb for partial paths only the catch-all answers."""
+
+    def get_breadcrumbs(self, request: Any) -> list[tuple[str, str]]:
+        """DRF's breadcrumbs, minus those that lead to :class:`NotFoundView`."""
+        crumbs: list[tuple[str, str]] = super().get_breadcrumbs(request)
+        return [(name, url) for name, url in crumbs if not _answered_by_catch_all(url)]
+
+
+def _answered_by_catch_all(url: str) -> bool:
+    try:
+        match = resolve(urlsplit(url).path)
+    except Resolver404:
+        return False
+    return getattr(match.func, "cls", None) is NotFoundView
+
+
 def _permissions(*extra: type[BasePermission]) -> list[BasePermission]:
     return [permission() for permission in (*api_permission_classes(), *extra)]
 
@@ -116,7 +135,7 @@ class APIViewSet(viewsets.GenericViewSet[Any]):
 
     schema = AutoSchema()
     parser_classes = (JSONParser,)
-    renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
+    renderer_classes = (JSONRenderer, BrowsableRenderer)
     pagination_class = Pagination
     #: Permission classes added to the configured ones, by "action:METHOD" ("*": every request).
     extra_permissions: ClassVar[dict[str, tuple[type[BasePermission], ...]]] = {}
@@ -152,7 +171,7 @@ class NotFoundView(APIView):
 
     schema = None
     permission_classes = ()
-    renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
+    renderer_classes = (JSONRenderer, BrowsableRenderer)
     parser_classes = (JSONParser,)
 
     def get_exception_handler(self) -> Callable[..., Response | None]:
@@ -175,7 +194,7 @@ class RootView(APIRootView):
     """The API's entry point: links to the lists."""
 
     schema = None
-    renderer_classes = (JSONRenderer, BrowsableAPIRenderer)
+    renderer_classes = (JSONRenderer, BrowsableRenderer)
 
     def get_permissions(self) -> list[BasePermission]:
         """``ALIPAY["API_PERMISSION_CLASSES"]``."""

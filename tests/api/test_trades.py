@@ -335,3 +335,11 @@ def test_the_browsable_api_renders(api: APIClient, shop: Merchant) -> None:
     assert "out_trade_no" in form  # the form to create a trade
     root = api.get(API).json()
     assert set(root) == {"trades", "refunds", "notifications"}
+
+
+def test_browsable_breadcrumbs_lead_only_to_real_pages(api: APIClient, shop: Merchant) -> None:
+    create(api)
+    page = api.get(f"{API}trades/{Trade.objects.get().pk}/", HTTP_ACCEPT="text/html").content.decode()
+    crumbs = page[page.index('class="breadcrumb"') : page.index("</ul>", page.index('class="breadcrumb"'))]
+    assert "Not Found" not in crumbs
+    assert "Trade List" in crumbs and "Trade Instance" in crumbs
