@@ -148,6 +148,9 @@ def _check_values() -> list[CheckMessage]:
         value = getattr(s, name)
         if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
             problems.append((name, "must be a positive integer"))
+    limit = s.NOTIFY_MAX_IN_FLIGHT
+    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
+        problems.append(("NOTIFY_MAX_IN_FLIGHT", "must be a positive integer, or None for no limit"))
     allowed = s.ALLOWED_SIGN_TYPES
     if isinstance(allowed, str) or not isinstance(allowed, Iterable) or not allowed:
         problems.append(

@@ -67,6 +67,11 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "NOTIFY_MAX_BODY_BYTES": Setting(
         65536, "Largest notification body stored and parsed; larger ones are refused with metadata only."
     ),
+    "NOTIFY_MAX_IN_FLIGHT": Setting(
+        None,
+        "Notifications one process works on at once; past it they are answered 503 at once and Alipay "
+        "resends them later (None: no limit).",
+    ),
     "NOTIFY_URL_BASE": Setting(
         None,
         "Absolute URL the per-merchant notify token is appended to, e.g. https://shop.example/alipay/notify/.",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+
 from django_alipay.conf import app_settings
 from django_alipay.enums import Environment
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
 
-__all__ = ["ClientPool", "client_for"]
+__all__ = ["ClientPool", "client_for", "shared_client"]
 
 
 def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
@@ -67,3 +70,46 @@ class ClientPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_shared: dict[tuple[int, bool], tuple[str, GatewayClient]] = {}
+_shared_lock = threading.Lock()
+
+
+def _fingerprint(merchant: Merchant, instore: bool) -> str:
+    """A digest of everything :func:`client_for` builds a client from (keys included, never kept)."""
+    parts = [
+        merchant.partner,
+        merchant.sign_type,
+        merchant.charset,
+        merchant.environment,
+        merchant.resolved_gateway_url(instore=instore),
+        merchant.instore_gateway_url or "",
+        merchant.gateway_url or "",
+        merchant.signing_key(),
+        *([] if merchant.sign_type == "MD5" else merchant.verification_keys()),
+        str(app_settings.HTTP_CONNECT_TIMEOUT),
+        str(app_settings.HTTP_READ_TIMEOUT),
+        str(app_settings.HTTP_TOTAL_TIMEOUT),
+    ]
+    return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def shared_client(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
+    """A process-wide client for ``merchant``, shared by requests and threads, so its connections stay open.
+
+    For the hot path of notifications (every one asks notify_verify): no keys re-parsed, no new TCP or TLS
+    connection per call. Rebuilt as soon as the merchant's keys, sign type, gateway or the timeout settings
+    differ from the ones it was built with. Calls on it are thread-safe (each call has its own deadline).
+    """
+    key = (merchant.pk, instore)
+    fingerprint = _fingerprint(merchant, instore)
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is not None and entry[0] == fingerprint:
+            return entry[1]
+    client = client_for(merchant, instore=instore)
+    with _shared_lock:
+        # A replaced client is left to the garbage collector: another thread may still be using it.
+        _shared[key] = (fingerprint, client)
+    return client

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -60,6 +63,13 @@ def notify(request: HttpRequest, token: str) -> HttpResponse:
     except UnreadablePostError:
         logger.warning("notification for token %.8s... broke off while its body was read", token)
         return _plain(app_settings.FAILURE_RESPONSE, 400)
+    with _admission() as admitted:
+        if not admitted:
+            return _shed(token)
+        return _receive(request, token, body)
+
+
+def _receive(request: HttpRequest, token: str, body: bytes) -> HttpResponse:
     try:
         answer = notifications.receive(
             token,
@@ -75,6 +85,43 @@ def notify(request: HttpRequest, token: str) -> HttpResponse:
         logger.exception("notification for token %.8s... could not be stored", token)
         return _plain(app_settings.FAILURE_RESPONSE, 503)
     return _plain(answer.body, answer.status)
+
+
+_in_flight = 0
+_in_flight_lock = threading.Lock()
+
+
+@contextmanager
+def _admission() -> Iterator[bool]:
+    """Whether this process takes one more notification now (``ALIPAY["NOTIFY_MAX_IN_FLIGHT"]``)."""
+    global _in_flight
+    limit = app_settings.NOTIFY_MAX_IN_FLIGHT
+    with _in_flight_lock:
+        admitted = limit is None or _in_flight < int(limit)
+        if admitted:
+            _in_flight += 1
+    try:
+        yield admitted
+    finally:
+        if admitted:
+            with _in_flight_lock:
+                _in_flight -= 1
+
+
+def _shed(token: str) -> HttpResponse:
+    """Too many notifications at once: a quick 503 so Alipay sends this one again later, nothing stored.
+
+    Nothing is lost (Alipay keeps resending until it reads ``success``) and the ones being worked on keep
+    their time instead of all waiting in one queue.
+    """
+    logger.warning(
+        "notification for token %.8s... answered 503: %s already in progress (NOTIFY_MAX_IN_FLIGHT)",
+        token,
+        app_settings.NOTIFY_MAX_IN_FLIGHT,
+    )
+    response = _plain(app_settings.FAILURE_RESPONSE, 503)
+    response["Retry-After"] = "60"
+    return response
 
 
 def _buyer_state(visit: notifications.ReturnVisit) -> BuyerState:

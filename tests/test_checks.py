@@ -73,11 +73,18 @@ def test_e003_never_quotes_a_key() -> None:
 @pytest.mark.parametrize(
     "extra",
     [{"REFUND_WINDOW_DAYS": -1}, {"NOTIFY_VERIFY_TIMEOUT": 0}, {"ALLOWED_SIGN_TYPES": ["md5"]},
-     {"REVERSE_SERVICE": "x"}, {"NOTIFY_URL_BASE": "shop.example/notify"}, {"RECONCILE_BATCH_SIZE": 0}],
+     {"REVERSE_SERVICE": "x"}, {"NOTIFY_URL_BASE": "shop.example/notify"}, {"RECONCILE_BATCH_SIZE": 0},
+     {"NOTIFY_MAX_IN_FLIGHT": 0}, {"NOTIFY_MAX_IN_FLIGHT": "8"}, {"NOTIFY_MAX_IN_FLIGHT": True}],
 )  # fmt: skip
 def test_e005_values_of_the_wrong_type(extra: dict[str, Any], settings: Any) -> None:
     with override_settings(ALIPAY={**settings.ALIPAY, **extra}):
         assert ids(check_settings()) == ["django_alipay.E005"]
+
+
+@pytest.mark.parametrize("limit", [None, 1, 64])
+def test_an_in_flight_limit_is_a_positive_integer_or_none(limit: int | None, settings: Any) -> None:
+    with override_settings(ALIPAY={**settings.ALIPAY, "NOTIFY_MAX_IN_FLIGHT": limit}):
+        assert ids(check_settings()) == []
 
 
 def test_w002_notify_verify_off_in_production(settings: Any) -> None:

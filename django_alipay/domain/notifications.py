@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
@@ -161,12 +162,18 @@ def _store(
         )
 
 
+#: Columns learnt along the way (parsing, verification) and kept on the instance until the next write, which
+#: carries them: every path ends in one (a rejection, a duplicate, the processing record, or an error).
+_CARRIED = ("params", "kind", "notify_id", "notify_type", "out_trade_no", "status", "verification")
+
+
 def _update(notification: Notification, **fields: Any) -> None:
     """Write outcome columns at once (autocommit), so they survive whatever happens next."""
     for name, value in fields.items():
         setattr(notification, name, value)
+    carried = {name: getattr(notification, name) for name in _CARRIED}
     with transaction.atomic(durable=True):
-        Notification.objects.filter(pk=notification.pk).update(**fields)
+        Notification.objects.filter(pk=notification.pk).update(**{**carried, **fields})
 
 
 def _reject(
@@ -285,7 +292,8 @@ def _verify_and_process(
 
     params = parsed.params
     is_refund = any(name in params for name in ("refund_status", "out_return_no", "partner_refund_id"))
-    _update(
+    # Kept on the instance; the next write (whatever the outcome) stores them with it.
+    _remember(
         notification,
         params=params,
         kind=NotificationKind.REFUND if is_refund else NotificationKind.TRADE,
@@ -336,7 +344,7 @@ def _verify_and_process(
 
     if app_settings.NOTIFY_VERIFY and ask_alipay:
         try:
-            genuine = gateway.client_for(merchant).notify_verify(
+            genuine = gateway.shared_client(merchant).notify_verify(
                 verified.notify_id or "", deadline=float(app_settings.NOTIFY_VERIFY_TIMEOUT)
             )
         except AlipayError as exc:
@@ -352,8 +360,13 @@ def _verify_and_process(
             return _reject(
                 notification, 400, NotificationFlag.VERIFY_FALSE, "notify_verify did not answer true"
             )
-    _update(notification, verification=Verification.VERIFIED)
+    notification.verification = Verification.VERIFIED  # written with the processing record
     return _process(notification, merchant, verified)
+
+
+def _remember(notification: Notification, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(notification, name, value)
 
 
 def _flag(exc: NotificationError) -> NotificationFlag:
@@ -435,7 +448,7 @@ def _record(notification: Notification, result: _Result) -> None:
         fields["flag_info"] = result.message[:2000]
     for name, value in fields.items():
         setattr(notification, name, value)
-    notification.save(update_fields=list(fields))
+    notification.save(update_fields=[*_CARRIED, *fields])
     if result.outcome in (ProcessingOutcome.PROCESSED, ProcessingOutcome.DUPLICATE):
         _send_received(notification)
     elif result.flag is not None and result.outcome != ProcessingOutcome.RETRY:
@@ -467,12 +480,15 @@ def _answer(notification: Notification, result: _Result) -> NotificationAnswer:
 def _duplicate(
     notification: Notification, merchant: Merchant, *, notify_id: str, **same: Any
 ) -> Notification | None:
-    """An earlier acknowledged delivery of the same notify_id, or of the same status for the same object."""
-    earlier = _acknowledged(merchant, notify_id, exclude=notification.pk)
-    if earlier is not None:
-        return earlier
+    """An earlier acknowledged delivery of the same notify_id, or of the same status for the same object.
+
+    One query for both (the first such row); it runs under the trade's row lock.
+    """
+    same_status = Q(outcome=ProcessingOutcome.PROCESSED, **same)
+    same_id = Q(notify_id=notify_id, outcome__in=_ACKNOWLEDGED) if notify_id else Q(pk__in=[])
     return (
-        Notification.objects.filter(merchant=merchant, outcome=ProcessingOutcome.PROCESSED, **same)
+        Notification.objects.filter(merchant=merchant)
+        .filter(same_id | same_status)
         .exclude(pk=notification.pk)
         .order_by("pk")
         .first()

@@ -86,7 +86,8 @@ def _database() -> dict[str, Any]:
     if url:
         import dj_database_url  # only needed when a DATABASE_URL is given
 
-        return dict(dj_database_url.parse(url, conn_max_age=0))
+        # Connections kept open between requests: opening one per notification costs more than handling it.
+        return dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("SHOP_SQLITE_PATH") or str(BASE_DIR / "db.sqlite3"),
@@ -129,6 +130,8 @@ ALIPAY: dict[str, Any] = {
     "RETURN_REDIRECT": "shop:alipay-return",
     "API_ENABLED": True,
     "CELERY_ENABLED": bool(CELERY_BROKER_URL),
+    # Past 8 notifications in progress per process, answer 503 at once and let Alipay resend later.
+    "NOTIFY_MAX_IN_FLIGHT": 8,
 }
 
 # Without DEBUG the emulator serves only when allowed; the demo allows it (check --deploy warns, rightly).

@@ -16,6 +16,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.db import OperationalError, connection
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from django_alipay import views
@@ -649,3 +650,54 @@ def test_n43_a_spoofed_forwarded_for_is_stored_apart_and_never_replaces_the_peer
     stored = last_notification()
     assert (stored.remote_addr, stored.forwarded_for) == ("198.51.100.20", "110.75.143.10, 10.0.0.1")
     assert Trade.objects.get(pk=unpaid.pk).status == "TRADE_FINISHED"
+
+
+# --- under load ---------------------------------------------------------------------------------------------
+
+
+def test_past_the_in_flight_limit_a_notification_is_answered_503_at_once_and_nothing_is_stored(
+    client: Client, merchant: Merchant, unpaid: Trade, gateway: FakeGateway, md5_body: Any, settings: Any
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "NOTIFY_MAX_IN_FLIGHT": 1}
+    body = md5_body(params_for(unpaid))
+    with views._admission() as admitted:  # another notification is being worked on in this process
+        assert admitted
+        response = post(client, merchant, body)
+    assert_answer(response, 503, b"fail")
+    assert response["Retry-After"] == "60"
+    assert not Notification.objects.exists()
+    assert gateway.called("notify_verify") == []
+    assert_unpaid(unpaid)
+
+    # Alipay's resend, once the slot is free, goes through.
+    assert_answer(post(client, merchant, body), 200, b"success")
+    assert Trade.objects.get(pk=unpaid.pk).status == "TRADE_FINISHED"
+    assert views._in_flight == 0
+
+
+def test_without_a_limit_notifications_are_never_shed(
+    client: Client, merchant: Merchant, unpaid: Trade, gateway: FakeGateway, md5_body: Any
+) -> None:
+    with views._admission(), views._admission(), views._admission():
+        assert_answer(post(client, merchant, md5_body(params_for(unpaid))), 200, b"success")
+
+
+def test_a_genuine_notification_costs_seven_queries_in_two_transactions(
+    client: Client, merchant: Merchant, make_trade: Callable[..., Trade], md5_body: Any
+) -> None:
+    """Merchant, store, earlier delivery?, then under the trade's lock: duplicate?, trade, record."""
+    first, second = make_trade(status="WAIT_BUYER_PAY", paid_at=None), make_trade(status="WAIT_BUYER_PAY")
+    post(client, merchant, md5_body(params_for(first)))  # warms the shared gateway client
+    with CaptureQueriesContext(connection) as queries:
+        assert_answer(post(client, merchant, md5_body(params_for(second))), 200, b"success")
+    statements = [q["sql"] for q in queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 7, "\n".join(sql[:120] for sql in statements)
+    assert sum(q["sql"] == "COMMIT" for q in queries) <= 2
+    stored = last_notification()
+    assert (stored.verification, stored.outcome, stored.kind, stored.notify_type) == (
+        "verified",
+        "processed",
+        "trade",
+        "trade_status_sync",
+    )
+    assert stored.params["out_trade_no"] == second.out_trade_no
