@@ -327,13 +327,17 @@ def apply_refund(
         gmt_refund=now,
         request_params=dict(request_params or {}),
     )
-    # Added in the database (not read-modify-write), so the refunded <= total constraint sees every refund
-    # even if a lock were ever missing.
-    Trade.objects.filter(pk=trade.pk).update(
-        refunded_amount=F("refunded_amount") + amount,
-        refunded_cny=F("refunded_cny") + amount_cny,
+    # Summed in Decimal here (SQLite would add in floating point: 0.10 three times is not 0.30 there), and
+    # written only over the values just read, so a refund that slipped past a lock is refused, not lost.
+    written = Trade.objects.filter(
+        pk=trade.pk, refunded_amount=trade.refunded_amount, refunded_cny=trade.refunded_cny
+    ).update(
+        refunded_amount=trade.refunded_amount + amount,
+        refunded_cny=trade.refunded_cny + amount_cny,
         gmt_modified=now,
     )
+    if written != 1:
+        raise RuntimeError(f"trade {trade.pk} was refunded concurrently; the partner lock was not held")
     trade.refresh_from_db(fields=["refunded_amount", "refunded_cny", "gmt_modified"])
     if not trade.is_online and trade.refunded_amount >= trade.total_fee:
         trade.status = CLOSED

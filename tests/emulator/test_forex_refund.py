@@ -47,6 +47,15 @@ def test_partial_refunds_up_to_the_paid_amount(merchant: Merchant) -> None:
     )
 
 
+def test_refunds_in_cents_add_up_exactly_to_the_paid_amount(merchant: Merchant) -> None:
+    """0.10 three times is 0.30 (the emulator's SQLite would add them in floating point)."""
+    out_trade_no = merchant.paid_online_trade("0.30")
+    for _ in range(3):
+        assert merchant.xml(REFUND, _refund(merchant, out_trade_no, "0.10")).is_success
+    assert _refunded(merchant, out_trade_no) == "0.30"
+    assert merchant.error(REFUND, _refund(merchant, out_trade_no, "0.01")) == "RETURN_AMOUNT_EXCEED"
+
+
 def test_more_than_paid_in_one_go(merchant: Merchant) -> None:
     out_trade_no = merchant.paid_online_trade("10.00")
     assert merchant.error(REFUND, _refund(merchant, out_trade_no, "10.01")) == "RETURN_AMOUNT_EXCEED"
