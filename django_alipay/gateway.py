@@ -7,6 +7,7 @@ import threading
 
 from django_alipay.conf import app_settings
 from django_alipay.enums import Environment
+from django_alipay.fields import EncryptedTextField, Secret
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
 
@@ -76,8 +77,17 @@ _shared: dict[tuple[int, bool], tuple[str, GatewayClient]] = {}
 _shared_lock = threading.Lock()
 
 
+_SECRET_FIELDS = [field for field in Merchant._meta.concrete_fields if isinstance(field, EncryptedTextField)]
+
+
+def _token(secret: Secret | str | None) -> str:
+    if isinstance(secret, Secret):
+        return secret.token()
+    return "" if secret is None else str(secret)  # assigned in code, not saved yet
+
+
 def _fingerprint(merchant: Merchant, instore: bool) -> str:
-    """A digest of everything :func:`client_for` builds a client from (keys included, never kept)."""
+    """A digest of everything :func:`client_for` builds a client from (the keys by their stored tokens)."""
     parts = [
         merchant.partner,
         merchant.sign_type,
@@ -86,8 +96,8 @@ def _fingerprint(merchant: Merchant, instore: bool) -> str:
         merchant.resolved_gateway_url(instore=instore),
         merchant.instore_gateway_url or "",
         merchant.gateway_url or "",
-        merchant.signing_key(),
-        *([] if merchant.sign_type == "MD5" else merchant.verification_keys()),
+        # The stored Fernet tokens stand for the keys: no decryption on this hot path.
+        *(_token(getattr(merchant, field.attname)) for field in _SECRET_FIELDS),
         str(app_settings.HTTP_CONNECT_TIMEOUT),
         str(app_settings.HTTP_READ_TIMEOUT),
         str(app_settings.HTTP_TOTAL_TIMEOUT),

@@ -335,8 +335,8 @@ def _verify_and_process(
             verification=Verification.VERIFIED,
             outcome=ProcessingOutcome.DUPLICATE,
             duplicate_of=earlier,
-            trade=earlier.trade,
-            refund=earlier.refund,
+            trade_id=earlier.trade_id,
+            refund_id=earlier.refund_id,
             processed_at=clock.now(),
         )
         _send_received(notification)
@@ -385,6 +385,7 @@ def _acknowledged(merchant: Merchant, notify_id: str, *, exclude: int) -> Notifi
     return (
         Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
         .exclude(pk=exclude)
+        .only("pk", "params", "trade", "refund")  # not the stored body and headers
         .order_by("pk")
         .first()
     )
@@ -490,6 +491,7 @@ def _duplicate(
         Notification.objects.filter(merchant=merchant)
         .filter(same_id | same_status)
         .exclude(pk=notification.pk)
+        .only("pk")
         .order_by("pk")
         .first()
     )
