@@ -136,6 +136,8 @@ def _is_number(value: Any, *, minimum: float, allow_none: bool = False) -> bool:
 def _check_values() -> list[CheckMessage]:
     problems: list[tuple[str, str]] = []
     s = app_settings
+    if not _is_number(s.REFUND_MAX_WAIT, minimum=0, allow_none=True):
+        problems.append(("REFUND_MAX_WAIT", "must be a number of seconds >= 0, or None"))
     if not _is_number(s.REFUND_WINDOW_DAYS, minimum=0, allow_none=True):
         problems.append(("REFUND_WINDOW_DAYS", "must be a number of days >= 0, or None"))
     for name in ("NOTIFY_VERIFY_TIMEOUT", "HTTP_CONNECT_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_TOTAL_TIMEOUT"):

@@ -94,6 +94,11 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "REFUND_SPACING": Setting(
         3, "Seconds kept between two refund calls of one partner (Alipay asks for at least 3)."
     ),
+    "REFUND_MAX_WAIT": Setting(
+        10,
+        "Seconds a refund sent in the request may wait for the refund spacing; past it the refund stays "
+        "requested and reconciliation sends it (None: wait as long as it takes).",
+    ),
     "REFUND_DISPATCHER": Setting(
         "django_alipay.domain.refunds.submit",
         "Dotted path (or callable) run on commit with a refund id to send it; the default sends it at once.",

@@ -579,17 +579,19 @@ def _database_now() -> datetime:
     return timezone.now()
 
 
-def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
+def _take_send_slot(merchant_id: int, *, wait: bool, max_wait: float | None = None) -> None:
     """Stamp the merchant's next refund call, REFUND_SPACING (+ SPACING_MARGIN) s after its previous one.
 
     The merchant row is locked only to read and write ``last_refund_sent_at``, never while waiting. When the
-    slot has not come yet: with ``wait`` sleep (lock released) and try again, else raise
-    RefundSpacingNotReached. A stamp in the future (a clock set back) does not block the merchant for good.
+    slot has not come yet: with ``wait`` sleep (lock released) and try again, at most ``max_wait`` seconds
+    in all (None: as long as it takes), else raise RefundSpacingNotReached. A stamp in the future (a clock
+    set back) does not block the merchant for good.
     """
     spacing = float(app_settings.REFUND_SPACING)
     if spacing <= 0:
         return
     gap = spacing + SPACING_MARGIN
+    waited = 0.0
     while True:
         with transaction.atomic():
             merchant = (
@@ -601,7 +603,7 @@ def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
             if remaining <= 0 or remaining > gap:
                 Merchant.objects.filter(pk=merchant_id).update(last_refund_sent_at=current)
                 return
-        if not wait:
+        if not wait or (max_wait is not None and waited + remaining > max_wait):
             raise RefundSpacingNotReached(
                 _(
                     "Alipay asks for %(spacing)s seconds between refunds of one partner; the next one may go "
@@ -611,6 +613,7 @@ def _take_send_slot(merchant_id: int, *, wait: bool) -> None:
                 retry_after=remaining,
             )
         time.sleep(remaining)
+        waited += remaining
 
 
 def call_in_flight(refund: Refund) -> float:
@@ -726,7 +729,9 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
 
     Safe to run from any number of workers or retries at once; a refund in any other status is returned
     unchanged. The default ``REFUND_DISPATCHER``. The merchant's refund spacing is kept first: ``wait=False``
-    raises RefundSpacingNotReached instead of sleeping, with the refund still REQUESTED.
+    raises RefundSpacingNotReached instead of sleeping, with the refund still REQUESTED. ``wait=True`` sleeps
+    at most ``ALIPAY["REFUND_MAX_WAIT"]`` seconds for it (a burst of refunds must not hold request threads
+    for minutes); past that the refund is returned still REQUESTED, for reconciliation to send.
     """
     refund = Refund.objects.get(pk=refund_id)
     if refund.status != RefundStatus.REQUESTED:
@@ -736,7 +741,19 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
     gateway.client_for(
         Merchant.objects.get(pk=trade.merchant_id), instore=not Product(trade.product).is_online
     )
-    _take_send_slot(trade.merchant_id, wait=wait)
+    budget = app_settings.REFUND_MAX_WAIT
+    try:
+        _take_send_slot(trade.merchant_id, wait=wait, max_wait=None if budget is None else float(budget))
+    except RefundSpacingNotReached:
+        if not wait:
+            raise
+        logger.warning(
+            "refund %s left queued: the merchant's refund spacing is taken for longer than REFUND_MAX_WAIT "
+            "(%s s); reconciliation will send it",
+            refund.gateway_refund_id,
+            budget,
+        )
+        return refund
     now = clock.now()
     request = _build_request(refund, trade, now)
     claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +21,7 @@ from django_alipay.domain.errors import (
     RefundWindowClosed,
 )
 from django_alipay.enums import RefundStatus
-from django_alipay.models import Refund, Trade
+from django_alipay.models import Merchant, Refund, Trade
 from django_alipay.protocol.clock import BEIJING
 from django_alipay.protocol.errors import AlipayError, AmountError, InvalidParameterError
 from tests.domain.fakegateway import FakeGateway, Reply
@@ -423,6 +424,25 @@ def test_r25_refund_calls_of_one_merchant_are_spaced_out(
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert len(gaps) == 2
     assert all(gap >= 0.29 for gap in gaps), gaps
+
+
+def test_a_refund_sent_in_the_request_waits_for_the_spacing_at_most_refund_max_wait(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, settings: Any
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 30, "REFUND_MAX_WAIT": 0.2}
+    trade = make_trade()
+    first = refunds.request_refund(trade, "1.00")
+    started = time.monotonic()
+    second = refunds.request_refund(trade, "2.00")
+    assert time.monotonic() - started < 5  # not the 30 s of the spacing
+    assert (first.status, second.status) == (RefundStatus.SUCCEEDED, RefundStatus.REQUESTED)
+    assert len(gateway.called("forex_refund")) == 1
+    trade.refresh_from_db()
+    assert (trade.refunded_amount, trade.refund_pending_amount) == (Decimal("1.00"), Decimal("2.00"))
+
+    # Once the slot is free, whoever sends queued refunds (reconciliation, a worker) sends it.
+    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=None)
+    assert refunds.submit(second.pk).status == RefundStatus.SUCCEEDED
 
 
 @pytest.mark.parametrize(
