@@ -317,6 +317,9 @@ class StubClient:
 
     calls = 0
 
+    def close(self) -> None:
+        """Nothing to release (GatewayClient closes its connections here)."""
+
     def _status(self, order: str) -> str:
         type(self).calls += 1
         return answer_for(int(order.rsplit("-", 1)[1]))
