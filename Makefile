@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: test lint type pytest venv bench bench-signing bench-reconciliation clean demo core messages fuzz
+.PHONY: test lint type pytest venv bench bench-deps bench-signing bench-reconciliation bench-ingestion \
+	bench-refunds loadtest clean demo core messages fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +36,25 @@ test: lint type pytest
 
 bench: bench-signing
 
-bench-signing: venv
-	$(BIN)/python -m pip install --quiet "python-alipay-sdk>=3.4"
+bench-deps: venv
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+
+bench-signing: bench-deps
 	$(BIN)/python benchmarks/bench_signing.py
 
 bench-reconciliation: venv
 	scripts/with-services $(BIN)/python benchmarks/bench_reconciliation.py $(BENCH_ARGS)
+
+bench-ingestion: bench-deps
+	scripts/with-services $(BIN)/python benchmarks/bench_ingestion.py $(BENCH_ARGS)
+
+bench-refunds: bench-deps
+	scripts/with-services $(BIN)/python benchmarks/bench_refunds.py $(BENCH_ARGS)
+
+# Locust against the example shop under gunicorn, PostgreSQL, Redis and a Celery worker; writes
+# artifacts/loadtest/report.md. LOADTEST_ARGS="--duration 10 --spike 3" for a short run.
+loadtest: bench-deps
+	scripts/with-services $(BIN)/python benchmarks/loadtest/run.py $(LOADTEST_ARGS)
 
 FUZZ_RUNS ?= 200000
 ifndef FUZZ_DIR
