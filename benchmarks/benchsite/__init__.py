@@ -1,0 +1,1 @@
+"""A minimal Django project serving django_alipay and the benchmarks' baseline views under gunicorn."""
