@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -63,3 +66,24 @@ def make_merchant(db: None) -> Callable[..., Any]:
         return Merchant.objects.create(**values)
 
     return make
+
+
+@contextmanager
+def standalone_emulator() -> Iterator[str]:
+    """The standalone emulator, without notifier or refund spacing; yields its base URL (``.../``)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
+         "--partner", TEST_PARTNER, "--md5-key", TEST_MD5_KEY, "--refund-interval", "0",
+         "--no-notifier", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("ready "), f"the emulator did not start: {line!r}"
+        yield line.split()[1].removesuffix("gateway.do")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -19,7 +17,7 @@ from rest_framework.test import APIClient
 
 from django_alipay.emulator import notifier
 from django_alipay.models import Merchant, Trade
-from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
+from tests.conftest import TEST_PARTNER, standalone_emulator
 
 API = "/alipay/api/"
 BUYER_BARCODE = "286123456789012345"  # a buyer the emulator seeds
@@ -56,22 +54,8 @@ def _postgresql(postgresql: None) -> None:
 @pytest.fixture(scope="package")
 def emulator() -> Iterator[str]:
     """The standalone gateway emulator's base URL (``.../``), without its notifier."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
-         "--partner", TEST_PARTNER, "--md5-key", TEST_MD5_KEY, "--refund-interval", "0",
-         "--no-notifier", "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("ready "), f"the emulator did not start: {line!r}"
-        yield line.split()[1].removesuffix("gateway.do")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with standalone_emulator() as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ shop owner once a real browser has used it. Install with ``.venv/bin/pip install
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +17,7 @@ import requests
 from django.test.utils import override_settings
 
 from django_alipay.testing.browser import headless_chromium
-from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
+from tests.conftest import standalone_emulator
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -74,22 +72,8 @@ def screenshot(page: Any) -> Any:
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
     """The standalone emulator (its own process and database); its notifications go where trades say."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
-         "--partner", TEST_PARTNER, "--md5-key", TEST_MD5_KEY, "--refund-interval", "0",
-         "--no-notifier", "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("ready "), f"the emulator did not start: {line!r}"
-        yield line.split()[1].removesuffix("gateway.do")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with standalone_emulator() as url:
+        yield url
 
 
 def control(emulator: str, path: str, **data: Any) -> Any:

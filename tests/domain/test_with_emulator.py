@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -15,7 +13,7 @@ import requests
 from django_alipay.domain import notifications, refunds, trades
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Trade
-from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
+from tests.conftest import TEST_PARTNER, standalone_emulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,22 +23,8 @@ BUYER_BARCODE = "286123456789012345"  # the emulator's default buyer
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
     """The emulator's base URL (``.../``); it runs without its notifier so tests deliver on demand."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
-         "--partner", TEST_PARTNER, "--md5-key", TEST_MD5_KEY, "--refund-interval", "0",
-         "--no-notifier", "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("ready "), f"the emulator did not start: {line!r}"
-        yield line.split()[1].removesuffix("gateway.do")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with standalone_emulator() as url:
+        yield url
 
 
 @pytest.fixture
