@@ -124,7 +124,7 @@ class OrderState:
     code: str  # new, waiting, paid, partly_refunded, refunded, reversed, closed, failed
     label: str
     tone: str  # CSS class: wait, ok, info, stop
-    final: bool
+    final: bool  # nothing is on its way that would change it by itself: the order page stops polling
 
 
 _STATES = {
@@ -137,6 +137,9 @@ _STATES = {
     "closed": ("Closed without payment", "stop", True),
     "failed": ("Payment failed", "stop", True),
 }
+
+
+_PAID = frozenset({"paid", "partly_refunded"})
 
 
 def order_state(order: Order) -> OrderState:
@@ -159,11 +162,18 @@ def order_state(order: Order) -> OrderState:
     else:
         code = "waiting"
     label, tone, final = _STATES[code]
+    if code in _PAID and trade is not None and trade.refund_pending_amount <= 0:
+        final = True  # nothing is on its way: a later refund in the admin shows on the next visit
     return OrderState(code, label, tone, final)
 
 
 def _fmt(amount: Decimal, currency: str) -> str:
     return money.format_amount(amount, currency)
+
+
+def order_problem(order: Order, state: OrderState) -> str:
+    """The problem to show with the order: none once it is paid (an earlier UNKNOW answer was resolved)."""
+    return order.problem if state.code in ("failed", "closed", "waiting", "new") else ""
 
 
 def status_payload(order: Order) -> dict[str, Any]:
@@ -180,7 +190,7 @@ def status_payload(order: Order) -> dict[str, Any]:
         "paid_at": order.paid_at.isoformat() if order.paid_at else None,
         "total": _fmt(order.total, order.currency),
         "currency": order.currency,
-        "problem": order.problem,
+        "problem": order_problem(order, state),
         "in_store": order.is_in_store,
         "trade": None,
         "refunds": [],

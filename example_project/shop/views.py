@@ -188,7 +188,13 @@ def pos(request: HttpRequest) -> HttpResponse:
     start = payments.start_payment(order, barcode=barcode if channel == Order.Channel.BARCODE else None)
     if channel == Order.Channel.QRCODE and start.qr_code:
         return redirect("shop:pos-qr", number=order.number)
-    if start.problem:
+    if start.problem and payments.order_state(order).code == "waiting":
+        # An unknown outcome (UNKNOW) is not a failure: the order page turns paid when Alipay confirms it.
+        messages.info(
+            request,
+            f"Alipay has not confirmed the payment yet ({start.problem}); this page updates when it does.",
+        )
+    elif start.problem:
         messages.error(request, f"Alipay: {start.problem}")
     return redirect("shop:order", number=order.number)
 

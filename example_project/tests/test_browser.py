@@ -117,3 +117,59 @@ def test_a_cashier_charges_a_barcode_at_the_point_of_sale(
     assert page.inner_text("#buyer") == "138****8000"
     assert "Paid at the counter" in page.inner_text("#status-text")
     shot(page, "07-pos-paid")
+
+
+def _log_in_staff(page: Any, live_server: Any, path: str) -> None:
+    User.objects.create_user("mei", password=STAFF_PASSWORD, is_staff=True, is_superuser=True)
+    page.goto(live_server.url + path)  # staff only: the admin's login first
+    page.fill("#id_username", "mei")
+    page.fill("#id_password", STAFF_PASSWORD)
+    page.click("input[type=submit]")
+
+
+@pytest.mark.alipay_emulator(notifier=True)
+def test_an_order_paid_in_another_tab_hides_its_cashier_button_and_stops_polling(
+    page: Any, live_server: Any, shop: Merchant, alipay_emulator: EmulatorProcess
+) -> None:
+    page.goto(live_server.url + "/")
+    page.click("#product-clay-teapot button")
+    page.click("#nav-cart")
+    page.click("#pay-web")
+    page.wait_for_selector("#login-form")
+    number = page.inner_text("#out-trade-no")
+    page.goto(f"{live_server.url}/orders/{number}/")  # the order page, still waiting
+    assert page.locator("#continue-payment").is_visible()
+
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "status.json" in request.url else None)
+    alipay_emulator.pay(number)  # the buyer pays in another tab; the notification follows by itself
+    page.wait_for_selector("#order-status[data-status=paid]", timeout=30_000)
+
+    assert not page.locator("#continue-payment").is_visible()
+    assert page.inner_text("#live") == ""
+    seen = len(polls)
+    page.wait_for_timeout(4500)  # two poll intervals: a final order is not asked about again
+    assert len(polls) == seen
+    shot(page, "08-order-paid-elsewhere")
+
+
+@pytest.mark.alipay_emulator(notifier=True)
+def test_a_pos_payment_confirmed_after_an_unknown_answer_shows_no_error(
+    page: Any, live_server: Any, shop: Merchant, alipay_emulator: EmulatorProcess
+) -> None:
+    _log_in_staff(page, live_server, "/pos/")
+    page.wait_for_selector("#pos-form")
+    page.fill("#qty-oolong-tea", "1")
+    page.fill("#barcode", "290000000000000006")  # the emulator's slow buyer: UNKNOW, paid later
+    page.click("#charge-barcode")
+    page.wait_for_selector("#order-status")
+    number = page.inner_text("#order-number")
+
+    alipay_emulator.pay(partner_trans_id=number)
+    page.wait_for_selector("#order-status[data-status=paid]", timeout=30_000)
+
+    assert not page.locator("#problem").is_visible()
+    assert "UNKNOW" not in page.inner_text("main")
+    page.reload()
+    assert not page.locator("#problem").is_visible()
+    shot(page, "09-pos-paid-after-unknown")
