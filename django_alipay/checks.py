@@ -26,7 +26,7 @@ django_alipay.E018          database A merchant on the emulator has no gateway U
 django_alipay.W010          database An active merchant talks to Alipay's sandbox while ``DEBUG`` is False.
 django_alipay.W011          database An active merchant talks to the emulator while ``DEBUG`` is False.
 django_alipay.E020          config   ``CELERY_ENABLED`` is True but Celery cannot be imported.
-django_alipay.E021          config   ``API_ENABLED`` is True but Django REST framework is missing.
+django_alipay.E021          config   ``API_ENABLED`` is True but DRF is missing or not in INSTALLED_APPS.
 django_alipay.E022          config   ``REFUND_DISPATCHER`` cannot be imported or is not callable.
 ==========================  =======  =====================================================================
 """
@@ -191,13 +191,20 @@ def check_optional_parts(app_configs: Sequence[Any] | None = None, **kwargs: Any
                 id=_id("E020"),
             )
         )
-    if app_settings.API_ENABLED and (
-        importlib.util.find_spec("rest_framework") is None or not apps.is_installed("rest_framework")
-    ):
+    if app_settings.API_ENABLED and importlib.util.find_spec("rest_framework") is None:
         messages.append(
             Error(
                 "ALIPAY['API_ENABLED'] is True but Django REST framework is not installed.",
                 hint="pip install djangorestframework and add 'rest_framework' to INSTALLED_APPS.",
+                id=_id("E021"),
+            )
+        )
+    elif app_settings.API_ENABLED and not apps.is_installed("rest_framework"):
+        messages.append(
+            Error(
+                "ALIPAY['API_ENABLED'] is True and Django REST framework is installed, but 'rest_framework' "
+                "is not in INSTALLED_APPS (the browsable API cannot render its pages).",
+                hint="Add 'rest_framework' to INSTALLED_APPS.",
                 id=_id("E021"),
             )
         )

@@ -107,6 +107,30 @@ def test_e020_e021_e022_optional_parts(settings: Any, monkeypatch: pytest.Monkey
         assert errors(check_optional_parts()) == ["django_alipay.E022"]
 
 
+def test_e021_says_rest_framework_is_missing_from_installed_apps_when_it_is_installed(settings: Any) -> None:
+    with override_settings(ALIPAY={**settings.ALIPAY, "API_ENABLED": True}):
+        (message,) = check_optional_parts()
+
+    assert message.id == "django_alipay.E021"
+    assert "not in INSTALLED_APPS" in message.msg
+    assert "not installed" not in message.msg
+    assert message.hint == "Add 'rest_framework' to INSTALLED_APPS."
+
+
+def test_e021_says_rest_framework_is_not_installed_when_it_cannot_be_imported(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "rest_framework" else real(name)
+    )
+    with override_settings(ALIPAY={**settings.ALIPAY, "API_ENABLED": True}):
+        (message,) = check_optional_parts()
+
+    assert message.id == "django_alipay.E021"
+    assert "Django REST framework is not installed" in message.msg
+
+
 # --- merchant checks (database) ----------------------------------------------------------------------------
 
 pem = keys.private_key_pem
