@@ -157,3 +157,72 @@ def test_the_documented_emulator_gateway_examples_use_real_settings():
         text = path.read_text(encoding="utf-8")
         for name in re.findall(r'ALIPAY\["([A-Z_]+)"\]', text):
             assert name in known, f"{path.name} names ALIPAY[{name!r}], which is not a setting"
+
+
+# --- snippets a reader pastes -------------------------------------------------------------------------------
+
+
+def python_blocks(page):
+    """The python blocks of a docs page, dedented (some sit inside list items)."""
+    fence = re.compile(r"^( *)```python\n(.*?)\n\1```", re.MULTILINE | re.DOTALL)
+    return [
+        textwrap.dedent(found.group(2)) for found in fence.finditer((DOCS / page).read_text(encoding="utf-8"))
+    ]
+
+
+def test_the_celery_settings_run_when_pasted_into_settings_py():
+    from django_alipay.schedule import beat_schedule
+
+    (block,) = [code for code in python_blocks("celery.md") if code.startswith("# settings.py")]
+    namespace = {}
+
+    exec(compile(block, "celery.md settings", "exec"), namespace)  # noqa: S102 - the docs' own snippet
+
+    assert namespace["CELERY_BEAT_SCHEDULE"].keys() == beat_schedule().keys()
+
+
+def test_the_celery_page_names_the_beat_entries_as_they_are_named():
+    from django_alipay.schedule import beat_schedule
+
+    page = (DOCS / "celery.md").read_text(encoding="utf-8")
+    text = page.split("## The beat schedule", 1)[1].split("```", 1)[0]
+
+    for name in beat_schedule():
+        assert f"`{name}`" in text, name
+
+
+def test_the_api_page_lists_every_refund_status():
+    from django_alipay.enums import RefundStatus
+
+    page = (DOCS / "api.md").read_text(encoding="utf-8")
+    sentence = page.split("`status` says how far it got", 1)[1].split("\n\n", 1)[0]
+
+    for status in RefundStatus.values:
+        assert f"`{status}`" in sentence, status
+
+
+def test_troubleshooting_covers_a_refund_left_requested_and_warnings_on_import():
+    headings = re.findall(
+        r"^## (.+)$", (DOCS / "troubleshooting.md").read_text(encoding="utf-8"), re.MULTILINE
+    )
+
+    assert "A refund stays requested" in headings
+    assert "Warnings on import" in headings
+
+
+def test_every_python_example_that_uses_os_imports_it():
+    import ast
+
+    fence = re.compile(r"^( *)```python\n(.*?)\n\1```", re.MULTILINE | re.DOTALL)
+    for path in [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]:
+        for number, found in enumerate(fence.finditer(path.read_text(encoding="utf-8"))):
+            code = textwrap.dedent(found.group(2))
+            if re.search(r"^return ", code, re.MULTILINE):
+                continue  # a view's body: its module's imports are not shown
+            tree = ast.parse(code)
+            uses = any(isinstance(node, ast.Name) and node.id == "os" for node in ast.walk(tree))
+            imports = any(
+                isinstance(node, ast.Import) and any(alias.name == "os" for alias in node.names)
+                for node in ast.walk(tree)
+            )
+            assert imports or not uses, f"{path.relative_to(ROOT)}, block {number + 1}: os not imported"
