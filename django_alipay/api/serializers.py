@@ -8,6 +8,7 @@ Amounts are rendered the same way, with exactly the currency's decimals. Secrets
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any, ClassVar, Final
 
@@ -398,6 +399,28 @@ class RefundCreateSerializer(serializers.Serializer):
         max_length=128,
         help_text="Shown to the buyer; up to 100 characters online, 128 in store; no double quotes.",
     )
+
+
+class RefundFormSerializer(RefundCreateSerializer):
+    """The browsable API's refund form: a refund request plus the key a browser cannot send as a header.
+
+    Only HTML form posts (form-encoded) read ``idempotency_key``; JSON clients send the Idempotency-Key
+    header. Each time the form is shown it carries a new key, so pressing the button twice, or the browser
+    sending the form again, refunds once.
+    """
+
+    idempotency_key = StrictCharField(
+        regex=r"^[!-~]{1,255}$",
+        initial=lambda: str(uuid.uuid4()),
+        help_text="Generated for this form: sending the same form again refunds nothing more.",
+    )
+
+    def get_initial(self) -> dict[str, Any]:
+        """The form's starting values: no currency (the trade's is used) and a new key."""
+        initial = dict(super().get_initial())
+        if not initial.get("currency"):
+            initial.pop("currency", None)
+        return initial
 
 
 class ReverseSerializer(serializers.Serializer):

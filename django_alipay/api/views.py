@@ -8,6 +8,7 @@ Every view runs outside ``ATOMIC_REQUESTS`` because the domain commits before it
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -20,11 +21,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import NotFound, UnsupportedMediaType
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
-from rest_framework.request import Request
+from rest_framework.request import Request, override_method
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.routers import APIRootView
@@ -47,6 +48,7 @@ from django_alipay.api.serializers import (
     NotificationSerializer,
     RefundCreateSerializer,
     RefundFilterSerializer,
+    RefundFormSerializer,
     RefundSerializer,
     ReverseSerializer,
     SyncResultSerializer,
@@ -76,6 +78,8 @@ _ERRORS: dict[int, str] = {
     503: "Alipay could not be reached or did not answer clearly; try again later.",
 }
 _READ = (401, 403, 406)
+#: Request bodies of HTML forms (the browsable API's refund form); every other client sends JSON.
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 _WRITE = (400, 401, 403, 404, 406, 415, 502, 503)
 
 
@@ -110,7 +114,45 @@ _IDEMPOTENCY_OPTIONAL = OpenApiParameter(
 
 
 class BrowsableRenderer(BrowsableAPIRenderer):
-    """The browsable API, without a "Not Found" breadcrumb for partial paths only the catch-all answers."""
+    """The browsable API, without a "Not Found" breadcrumb for partial paths only the catch-all answers.
+
+    An action listed in its view's ``html_forms`` gets that serializer as its HTML form (and no raw-data
+    form, which cannot send the headers the action needs). After a refused post the form shows what was
+    sent, with a new idempotency key, instead of starting empty.
+    """
+
+    def get_context(self, data: Any, accepted_media_type: Any, renderer_context: Any) -> Any:
+        """DRF's context; remembers the response so that the form knows whether the post was refused."""
+        self._response = renderer_context.get("response")
+        return super().get_context(data, accepted_media_type, renderer_context)
+
+    def _html_form(self, view: Any, method: str) -> Any:
+        forms = getattr(view, "html_forms", {})
+        return forms.get(getattr(view, "action", None)) if method == "POST" else None
+
+    def get_rendered_html_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
+        """The action's own HTML form when it has one, else DRF's."""
+        form = self._html_form(view, method)
+        if form is None:
+            return super().get_rendered_html_form(data, view, method, request)
+        refused = (
+            request.method == "POST" and getattr(getattr(self, "_response", None), "status_code", 200) >= 400
+        )
+        sent = request.data.copy() if refused and hasattr(request.data, "copy") else None
+        with override_method(view, request, method) as form_request:
+            if not self.show_form_for_method(view, method, form_request, None):
+                return None
+            context = view.get_serializer_context()
+            if sent is None:
+                return self.render_form_for_serializer(form(context=context))
+            sent["idempotency_key"] = str(uuid.uuid4())
+            return self.render_form_for_serializer(form(data=sent, context=context))
+
+    def get_raw_data_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
+        """None for an action with its own HTML form; DRF's raw-data form otherwise."""
+        if self._html_form(view, method) is not None:
+            return None
+        return super().get_raw_data_form(data, view, method, request)
 
     def get_breadcrumbs(self, request: Any) -> list[tuple[str, str]]:
         """DRF's breadcrumbs, minus those that lead to :class:`NotFoundView`."""
@@ -141,6 +183,8 @@ class APIViewSet(viewsets.GenericViewSet[Any]):
     extra_permissions: ClassVar[dict[str, tuple[type[BasePermission], ...]]] = {}
     #: What POST to an action takes (also the form the browsable API shows for it).
     input_serializers: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {}
+    #: The browsable API's HTML form of a POST action, when it differs from its input serializer.
+    html_forms: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {}
 
     def get_permissions(self) -> list[BasePermission]:
         """``ALIPAY["API_PERMISSION_CLASSES"]``, plus what this view or action needs on top."""
@@ -222,6 +266,9 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
         "create": TradeCreateSerializer,
         "refund_list_create": RefundCreateSerializer,
         "reverse_trade": ReverseSerializer,
+    }
+    html_forms: ClassVar[dict[str, type[serializers.Serializer[Any]]]] = {
+        "refund_list_create": RefundFormSerializer,
     }
 
     def get_queryset(self) -> QuerySet[Trade]:
@@ -315,10 +362,17 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
             "sent to Alipay at once; its status says how far it got: succeeded, submitted, unknown or failed."
         ),
         parameters=[_IDEMPOTENCY_REQUIRED],
-        request=RefundCreateSerializer,
+        request={"application/json": RefundCreateSerializer},  # the browsable API's form is not the API
         responses=_responses({201: RefundSerializer}, 409, 422, *_WRITE),
     )
-    @action(detail=True, methods=["get", "post"], url_path="refunds", url_name="refunds")
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        url_path="refunds",
+        url_name="refunds",
+        # Form posts are the browsable API's refund form only: it sends its key as a field.
+        parser_classes=(JSONParser, FormParser, MultiPartParser),
+    )
     def refund_list_create(self, request: Request, pk: str | None = None) -> Response:
         """GET: the trade's refunds. POST: refund it (domain: refunds.request_refund)."""
         trade = self.get_object()
@@ -329,6 +383,11 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
             context = self.get_serializer_context()
             return self.get_paginated_response(RefundSerializer(page, many=True, context=context).data)
         key = request.headers.get(errors.IDEMPOTENCY_HEADER)
+        if request.content_type.startswith(_FORM_TYPES):
+            # Only the browsable API's form posts a form (its key as a field, no header); clients send JSON.
+            if key is not None or "idempotency_key" not in request.data:
+                raise UnsupportedMediaType(request.content_type)
+            key = _valid(RefundFormSerializer, request.data)["idempotency_key"]
         if key is None:
             raise serializers.ValidationError(
                 {

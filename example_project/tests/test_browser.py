@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -121,7 +122,7 @@ def test_a_cashier_charges_a_barcode_at_the_point_of_sale(
 
 def _log_in_staff(page: Any, live_server: Any, path: str) -> None:
     User.objects.create_user("mei", password=STAFF_PASSWORD, is_staff=True, is_superuser=True)
-    page.goto(live_server.url + path)  # staff only: the admin's login first
+    page.goto(f"{live_server.url}/admin/login/?next={path}")
     page.fill("#id_username", "mei")
     page.fill("#id_password", STAFF_PASSWORD)
     page.click("input[type=submit]")
@@ -173,3 +174,50 @@ def test_a_pos_payment_confirmed_after_an_unknown_answer_shows_no_error(
     page.reload()
     assert not page.locator("#problem").is_visible()
     shot(page, "09-pos-paid-after-unknown")
+
+
+def _paid_order(page: Any, live_server: Any, alipay_emulator: EmulatorProcess) -> Order:
+    """An online order for the clay teapot (88.00 USD), paid at the emulator; the page is on its order."""
+    page.goto(live_server.url + "/")
+    page.click("#product-clay-teapot button")
+    page.click("#nav-cart")
+    page.click("#pay-web")
+    page.wait_for_selector("#login-form")
+    number = page.inner_text("#out-trade-no")
+    alipay_emulator.pay(number)
+    page.goto(f"{live_server.url}/orders/{number}/")
+    page.wait_for_selector("#order-status[data-status=paid]", timeout=30_000)
+    return Order.objects.get(number=number)
+
+
+@pytest.mark.alipay_emulator(notifier=True)
+def test_the_browsable_apis_refund_form_refunds_and_keeps_what_was_typed_after_a_refusal(
+    page: Any, live_server: Any, shop: Merchant, alipay_emulator: EmulatorProcess
+) -> None:
+    order = _paid_order(page, live_server, alipay_emulator)
+    assert order.trade is not None
+    _log_in_staff(page, live_server, f"/alipay/api/trades/{order.trade.pk}/refunds/")
+    form = page.locator("#post-object-form form")
+    form.wait_for()
+    assert form.locator("input[name=currency]").input_value() == ""  # the trade's currency unless typed
+    first_key = form.locator("input[name=idempotency_key]").input_value()
+    assert first_key
+
+    form.locator("input[name=amount]").fill("500.00")
+    form.locator("input[name=reason]").fill("Chipped lid")
+    form.locator(".form-actions button").click()
+    page.wait_for_selector(".response-info")
+    assert "refund_amount_exceeded" in page.inner_text(".response-info")
+    form = page.locator("#post-object-form form")
+    assert form.locator("input[name=amount]").input_value() == "500.00"  # what was typed, kept
+    assert form.locator("input[name=reason]").input_value() == "Chipped lid"
+    assert form.locator("input[name=idempotency_key]").input_value() not in ("", first_key)
+    shot(page, "10-api-refund-refused")
+
+    form.locator("input[name=amount]").fill("8.00")
+    form.locator(".form-actions button").click()
+    page.wait_for_selector(".response-info")
+    assert "HTTP 201 Created" in page.inner_text(".response-info")
+    (refund,) = order.trade.refunds.all()
+    assert (refund.amount, refund.reason) == (Decimal("8.00"), "Chipped lid")
+    shot(page, "11-api-refund-made")

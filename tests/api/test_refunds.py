@@ -130,6 +130,22 @@ def test_a_body_that_is_not_json_is_refused(api: APIClient, make_trade: Callable
     assert Refund.objects.count() == 0
 
 
+def test_the_browsable_apis_form_names_its_refund_by_its_key_field(
+    api: APIClient, paid_online: Callable[..., dict[str, Any]]
+) -> None:
+    trade = paid_online("100.00")
+    url = f"{API}trades/{trade['id']}/refunds/"
+    form = {"amount": "10.00", "currency": "", "reason": "", "idempotency_key": "form-key-1"}
+
+    first = api.post(url, form, format="multipart")
+    again = api.post(url, form, format="multipart")  # the browser sends the same form again
+
+    assert (first.status_code, again.status_code) == (201, 201), first.content
+    assert first.json()["id"] == again.json()["id"]
+    assert Refund.objects.get().amount == Decimal("10.00")
+    refused(api.post(url, {"amount": "10.00"}, format="multipart"), 415, "unsupported_media_type")
+
+
 # --- R08, R09: the refundable balance -----------------------------------------------------------------------
 
 
