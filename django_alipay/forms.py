@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from django import forms
@@ -195,12 +196,16 @@ class MerchantAdminForm(forms.ModelForm):
 
 
 class RefundForm(forms.Form):
-    """The amount (canonical text of the trade's currency, parsed strictly) and reason of one refund."""
+    """The amount (canonical text of the trade's currency, parsed strictly) and reason of one refund.
+
+    Spaces around what was typed are dropped (a pasted " 10.00 " is 10.00); the amount must then be plain
+    decimal text of the currency, at least its smallest refund and at most ``refundable`` when given.
+    ``repeat`` is the owner's answer to "the same amount was refunded a moment ago: again?".
+    """
 
     amount = forms.CharField(
         label=_("Amount to refund"),
         max_length=24,
-        strip=False,  # " 10.00 " is not an amount: canonical ASCII text only
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", "size": 12}),
     )
     reason = forms.CharField(
@@ -211,9 +216,11 @@ class RefundForm(forms.Form):
         widget=forms.TextInput(attrs={"size": 50}),
     )
     idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=255)
+    repeat = forms.BooleanField(label=_("Yes, refund this amount again"), required=False)
 
-    def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, currency: str, refundable: Decimal | None = None, **kwargs: Any) -> None:
         self.currency = currency
+        self.refundable = refundable
         super().__init__(*args, **kwargs)
         places = money.exponent(currency)
         self.fields["amount"].widget.attrs["placeholder"] = "100" if places == 0 else "10.00"
@@ -224,10 +231,22 @@ class RefundForm(forms.Form):
 
     def clean_amount(self) -> str:
         text: str = self.cleaned_data["amount"]
-        try:
-            money.parse_amount(text, self.currency, minimum=money.ONLINE_MIN)
+        try:  # the form of the text first; its size below, in the owner's terms
+            value = money.parse_amount(text, self.currency, maximum=Decimal("1e30"))
         except AmountError as exc:
             raise forms.ValidationError(exc.message) from None
+        smallest = Decimal(1).scaleb(-money.exponent(self.currency))
+        if value < smallest:
+            raise forms.ValidationError(
+                _("The smallest refund is %(amount)s %(currency)s.")
+                % {"amount": money.format_amount(smallest, self.currency), "currency": self.currency}
+            )
+        if self.refundable is not None and value > self.refundable:
+            left = money.format_amount(max(self.refundable, Decimal(0)), self.currency)
+            raise forms.ValidationError(
+                _("At most %(amount)s %(currency)s is left to refund on this order.")
+                % {"amount": left, "currency": self.currency}
+            )
         return text
 
 

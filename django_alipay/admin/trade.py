@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from functools import update_wrapper
 from typing import Any
@@ -40,7 +41,7 @@ from django_alipay.admin.timeline import build_timeline
 from django_alipay.catalog_text import describe
 from django_alipay.domain import clock, refunds, trades
 from django_alipay.domain.errors import RefundAmountExceeded
-from django_alipay.enums import Product
+from django_alipay.enums import Product, RefundKind, RefundStatus
 from django_alipay.forms import BulkReasonForm, RefundForm, new_form_key
 from django_alipay.models import Refund, Trade
 from django_alipay.protocol import clock as protocol_clock
@@ -139,6 +140,28 @@ class ProductFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Trade]) -> QuerySet[Trade]:
         value = self.value()
         return queryset.filter(product=value) if value else queryset
+
+
+#: How long after a refund the same amount on the same trade asks "again?" before it is sent.
+REPEAT_WARNING = timedelta(minutes=10)
+
+
+def _recent_same_refund(trade: Trade, amount: str, key: str) -> Refund | None:
+    """A refund of ``amount`` on ``trade`` made within :data:`REPEAT_WARNING` (not failed), if any.
+
+    The form's own refund (its key: the same form sent twice) is not a repeat: the domain answers with it.
+    """
+    return (
+        trade.refunds.exclude(idempotency_key=key)
+        .filter(
+            kind=RefundKind.REFUND,
+            amount=Decimal(amount),
+            created_at__gte=clock.now() - REPEAT_WARNING,
+            status__in=RefundStatus.debiting(),
+        )
+        .order_by("-created_at")
+        .first()
+    )
 
 
 @admin.register(Trade)
@@ -382,9 +405,29 @@ class TradeAdmin(ReadOnlyAdmin):
         form = RefundForm(
             request.POST if request.method == "POST" else None,
             currency=trade.currency,
+            refundable=trade.refundable_amount,
             initial={"idempotency_key": new_form_key()},
         )
-        if request.method == "POST" and refusal is None and form.is_valid():
+        sent = request.method == "POST" and refusal is None and form.is_valid()
+        asked = sent and not form.cleaned_data["repeat"]
+        repeated = (
+            _recent_same_refund(trade, form.cleaned_data["amount"], form.cleaned_data["idempotency_key"])
+            if asked
+            else None
+        )
+        if repeated is not None:
+            form.add_error(
+                None,
+                _(
+                    "A refund of %(amount)s was made on this order %(minutes)s minute(s) ago. Refund the "
+                    "same amount again? Tick the box below and press Refund; otherwise go back to the order."
+                )
+                % {
+                    "amount": money_text(repeated.amount, repeated.currency),
+                    "minutes": max(1, round((clock.now() - repeated.created_at).total_seconds() / 60)),
+                },
+            )
+        elif sent:
             try:
                 refund = refunds.request_refund(
                     trade,
@@ -409,6 +452,7 @@ class TradeAdmin(ReadOnlyAdmin):
             title=_("Refund order %(order)s") % {"order": trade.out_trade_no},
             form=form,
             refusal=refusal,
+            ask_repeat=repeated is not None,
         )
 
     @transaction.non_atomic_requests
@@ -418,6 +462,14 @@ class TradeAdmin(ReadOnlyAdmin):
         if not self.has_reverse_permission(request, trade):
             raise PermissionDenied
         refusal = refunds.reverse_refusal(trade)
+        # Reversed from another tab, or a moment ago: say so, rather than "closed" or "partly refunded".
+        reversed_already = trade.refunds.filter(
+            kind=RefundKind.REVERSE, status__in=RefundStatus.debiting()
+        ).exists()
+        if reversed_already:
+            refusal = _("Order %(order)s has already been reversed: the buyer gets the full amount back.") % {
+                "order": trade.out_trade_no
+            }
         form = BulkReasonForm(
             request.POST if request.method == "POST" else None, initial={"idempotency_key": new_form_key()}
         )
@@ -442,7 +494,7 @@ class TradeAdmin(ReadOnlyAdmin):
             form=form,
             refusal=refusal,
             refund_url=reverse("admin:django_alipay_trade_refund", args=[trade.pk]),
-            can_refund=self.has_refund_permission(request, trade),
+            can_refund=self.has_refund_permission(request, trade) and not reversed_already,
             paid=trade.is_paid,
             beijing_day=protocol_clock.beijing_date(clock.now()).isoformat(),
         )

@@ -278,3 +278,99 @@ def test_the_shop_owner_tests_the_merchant_credentials_against_the_gateway(
     assert message.startswith("Teahouse Lin: The credentials work")
     assert "TRADE_NOT_EXIST" in message
     screenshot("10-merchant-credentials")
+
+
+def paid_online_trade(emulator: str, shop: Merchant, clock: Clocks, amount: str = "88.00") -> Trade:
+    """An online trade paid at the emulator, its notification applied."""
+    order = "TEA-" + uuid.uuid4().hex[:8].upper()
+    start = trades.create_trade(shop, out_trade_no=order, amount=amount, currency="USD", subject="Teapot")
+    assert requests.get(start.url, timeout=10).status_code == 200
+    clock.advance(60)
+    control(emulator, "pay", partner=shop.partner, out_trade_no=order)
+    assert deliver_notifications(emulator, order)
+    return Trade.objects.get(pk=start.trade.pk)
+
+
+def test_the_refund_form_speaks_of_what_is_left_trims_spaces_and_asks_before_a_repeat(
+    page: Any, screenshot: Any, live_server: Any, emulator: str, shop: Merchant, cashier: User, clock: Clocks
+) -> None:
+    trade = paid_online_trade(emulator, shop, clock)
+    clock.advance(3600)
+    log_in(page, live_server, cashier)
+    form = f"{live_server.url}/admin/django_alipay/trade/{trade.pk}/refund/"
+
+    page.goto(form)
+    page.fill("input[name=amount]", "200000000.00")  # beyond Alipay's limit, and far beyond what is left
+    page.click("#alipay-submit-refund")
+    page.wait_for_selector(".errorlist")
+    assert page.inner_text(".errorlist") == "At most 88.00 USD is left to refund on this order."
+    page.fill("input[name=amount]", "0.00")
+    page.click("#alipay-submit-refund")
+    page.wait_for_selector(".errorlist")
+    assert page.inner_text(".errorlist") == "The smallest refund is 0.01 USD."
+
+    page.fill("input[name=amount]", " 8.00 ")  # pasted with spaces
+    page.fill("input[name=reason]", "  Chipped lid ")
+    page.click("#alipay-submit-refund")
+    page.wait_for_selector("#alipay-timeline")
+    refund = Refund.objects.get(trade=trade)
+    assert (refund.amount, refund.reason) == (Decimal("8.00"), "Chipped lid")
+
+    # The same amount a moment later (a second tab, a double check): asked first, sent only when confirmed.
+    clock.advance(60)
+    page.goto(form)
+    page.fill("input[name=amount]", "8.00")
+    page.click("#alipay-submit-refund")
+    page.wait_for_selector(".errorlist.nonfield")
+    assert "A refund of 8.00 USD was made on this order 1 minute(s) ago" in page.inner_text(".errorlist")
+    assert Refund.objects.filter(trade=trade).count() == 1
+    screenshot("13-refund-repeat-asked")
+    page.check("input[name=repeat]")
+
+    # While the refund is on its way (it may wait for the 3-second spacing), the page says so.
+    page.evaluate(
+        "document.getElementById('alipay-refund-form').addEventListener('submit', e => e.preventDefault())"
+    )
+    page.click("#alipay-submit-refund")
+    assert page.input_value("#alipay-submit-refund") == "Sending to Alipay…"
+    assert page.locator("#alipay-sending").is_visible()
+    screenshot("14-refund-sending")
+    page.evaluate("HTMLFormElement.prototype.submit.call(document.getElementById('alipay-refund-form'))")
+    page.wait_for_selector("#alipay-timeline")
+    assert sorted(r.amount for r in Refund.objects.filter(trade=trade)) == [Decimal("8.00"), Decimal("8.00")]
+
+
+def test_a_second_reverse_from_another_tab_says_already_reversed(
+    page: Any, screenshot: Any, live_server: Any, emulator: str, shop: Merchant, cashier: User
+) -> None:
+    # Real clocks: the gateway refuses a reverse whose timestamp is far from its own clock.
+    order = "POS-" + uuid.uuid4().hex[:8].upper()
+    start = trades.create_trade(
+        shop,
+        out_trade_no=order,
+        amount="42.00",
+        currency="USD",
+        subject="Oolong, 250 g",
+        product="barcode",
+        buyer_identity_code=SLOW_BUYER_BARCODE,
+    )
+    control(emulator, "pay", partner=shop.partner, partner_trans_id=order)
+    assert deliver_notifications(emulator, order)
+    log_in(page, live_server, cashier)
+    reverse_page = f"{live_server.url}/admin/django_alipay/trade/{start.trade.pk}/reverse/"
+    other_tab = page.context.new_page()
+    other_tab.goto(reverse_page)  # opened before the first reversal
+    page.goto(reverse_page)
+    page.click("#alipay-submit-reverse")
+    page.wait_for_selector("#alipay-timeline")
+    assert messages_on(page) == [f"Reversal of 42.00 USD for order {order} succeeded."]
+
+    other_tab.click("#alipay-submit-reverse")
+    other_tab.wait_for_load_state()
+    other_tab.goto(reverse_page)
+
+    assert "has already been reversed" in other_tab.inner_text("#alipay-refusal")
+    assert "closed" not in other_tab.inner_text("#alipay-refusal")
+    assert other_tab.locator("#alipay-refund-instead").count() == 0
+    assert Refund.objects.filter(trade=start.trade, kind="REVERSE").count() == 1
+    screenshot("15-reverse-again-refused")

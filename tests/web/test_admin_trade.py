@@ -211,8 +211,8 @@ def test_the_refund_form_shows_what_is_refundable_and_refunds(
         "0.00",
         "-0.00",
         "0.001",  # R03
-        "1e2",  # R04
-        " 10.00 ",
+        "1e2",  # R04 (a person's surrounding spaces are trimmed in the admin: see below)
+        " 1 0.00",
         "١٠",
         "１０",
         "1_000",
@@ -232,6 +232,17 @@ def test_r01_r07_an_amount_that_is_not_canonical_is_refused_without_a_refund(
     assert response.context["form"].errors["amount"]
     assert not Refund.objects.exists()
     assert not gateway.called("forex_refund")
+
+
+def test_the_admin_trims_the_spaces_around_a_typed_amount(
+    cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
+) -> None:
+    trade = make_trade(amount=Decimal("100.00"))
+
+    response = submit_refund(cashier, trade, " 10.00 ")
+
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    assert Refund.objects.get().amount == Decimal("10.00")
 
 
 def test_r03_jpy_amounts_are_whole(cashier: Client, make_trade: Callable[..., Trade]) -> None:
