@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Final
 
 from django.db import transaction
@@ -20,6 +19,7 @@ from django_alipay.protocol.clock import FixedClock, format_datetime
 from . import alipay_keys, notifier
 from .actions import buyer_pays, find_buyer, find_trade
 from .conf import reset_runtime, runtime
+from .console import parse_clock_time
 from .faults import FaultPlan, FaultPlanError
 from .models import Buyer, Delivery, GatewayCall, Notification, Partner, Refund, Trade
 from .operations import PaymentRefused, fmt
@@ -157,12 +157,10 @@ def clock(request: HttpRequest) -> HttpResponse:
         if now == "real":
             state.set_clock(None)
         elif now:
-            try:
-                when = datetime.fromisoformat(str(now))
-            except ValueError:
-                raise BadRequest("now must be ISO-8601, e.g. 2024-05-01T23:59:59+08:00, or 'real'") from None
-            if when.tzinfo is None or when.utcoffset() is None:
-                raise BadRequest("now needs a UTC offset, e.g. +08:00: a naive time is ambiguous")
+            try:  # a "+08:00" that form decoding turned into " 08:00" is accepted too
+                when = parse_clock_time(str(now))
+            except ValueError as exc:
+                raise BadRequest(f"{exc}, or 'real'") from None
             state.set_clock(when)
         if data.get("advance") not in (None, ""):
             state.advance_clock(_float(data["advance"], "advance"))

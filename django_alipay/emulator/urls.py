@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import cashier, control, views
+from . import cashier, console, control, views
 
 app_name = "django_alipay_emulator"
 
 urlpatterns = [
-    path("", views.index, name="index"),
+    path("", console.index, name="index"),
+    path("console/clock", console.clock, name="console-clock"),
+    path("console/faults", console.faults, name="console-faults"),
+    path("console/notifications", console.notifications, name="console-notifications"),
     path("gateway.do", views.gateway, name="gateway"),
     path("cashier/<str:token>/", cashier.page, name="cashier"),
     path("cashier/<str:token>/login", cashier.login, name="cashier-login"),

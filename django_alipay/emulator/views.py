@@ -1,4 +1,4 @@
-"""The emulator's HTTP entry points besides the cashier and the control API: gateway.do, index, QR images."""
+"""The emulator's HTTP entry points besides the cashier, the console and the control API: gateway.do, QR."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ from typing import Any, Final, TypeVar, cast
 
 import segno
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import alipay_keys, notifier
-from .conf import emulator_allowed, runtime
+from . import notifier
+from .conf import emulator_allowed
 from .gateway import handle_gateway
-from .models import Partner, Trade
+from .models import Trade
 from .partners import ensure_configured_partners
-from .seed import BUYERS, PASSWORD
 
-__all__ = ["emulator_view", "gateway", "index", "qr_code"]
+__all__ = ["emulator_view", "gateway", "qr_code"]
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
@@ -53,24 +51,6 @@ def emulator_view(view: View) -> View:
 def gateway(request: HttpRequest) -> HttpResponse:
     """``gateway.do`` (GET or POST)."""
     return handle_gateway(request)
-
-
-@emulator_view
-def index(request: HttpRequest) -> HttpResponse:
-    """A small page for people: where the gateway is, who can pay, which partners exist."""
-    state = runtime()
-    keys = alipay_keys.public_keys()
-    context = {
-        "gateway_url": request.build_absolute_uri(reverse("django_alipay_emulator:gateway")),
-        "buyers": BUYERS,
-        "password": PASSWORD,
-        "partners": Partner.objects.all(),
-        "fingerprints": {name: data["fingerprint"] for name, data in keys.items()},
-        "now": state.now(),
-        "time_scale": state.time_scale,
-        "recent_trades": Trade.objects.select_related("partner").order_by("-id")[:20],
-    }
-    return render(request, "django_alipay_emulator/index.html", context)
 
 
 @emulator_view
