@@ -5,13 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
+from shop.models import Order
 
 from django_alipay.domain import refunds
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol import keys
+from django_alipay.protocol.clock import format_datetime
 from django_alipay.testing import EmulatorProcess, post_notification
 from tests.conftest import add_to_cart
 
@@ -108,3 +111,17 @@ def test_the_order_page_polls_the_status_endpoint(client: Client, merchant: Merc
     assert 'data-status="waiting"' in page
     assert "/static/shop/order.js" in page
     assert 'id="continue-payment"' in page  # the buyer can go back to the cashier
+
+
+def test_the_order_list_gives_the_time_in_beijing_and_in_the_shops_zone(
+    staff_client: Client, merchant: Merchant, settings: Any
+) -> None:
+    settings.TIME_ZONE = "Europe/London"
+    number = place(staff_client)
+    created = Order.objects.get(number=number).created_at
+
+    page = staff_client.get("/orders/").content.decode()
+
+    assert f"{format_datetime(created)[:16]} Beijing" in page
+    local = created.astimezone(ZoneInfo("Europe/London"))
+    assert f"({local:%Y-%m-%d %H:%M} {local.tzname()})" in page
