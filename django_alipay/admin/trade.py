@@ -13,7 +13,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -66,6 +66,8 @@ STATUS_WORDS = {
     "TRADE_FINISHED": gettext_lazy("Paid (finished)"),
     "TRADE_CLOSED": gettext_lazy("Closed"),
 }
+#: A closed trade whose payment was reversed: the buyer got the money back, unlike a trade never paid.
+REVERSED_WORDS = gettext_lazy("Reversed")
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -142,6 +144,14 @@ class ProductFilter(admin.SimpleListFilter):
         return queryset.filter(product=value) if value else queryset
 
 
+def _was_reversed(trade: Trade) -> bool:
+    """True when a reversal of ``trade`` succeeded (the list annotates it; a single trade asks)."""
+    known = getattr(trade, "was_reversed", None)
+    if known is not None:
+        return bool(known)
+    return trade.refunds.filter(kind=RefundKind.REVERSE, status=RefundStatus.SUCCEEDED).exists()
+
+
 #: How long after a refund the same amount on the same trade asks "again?" before it is sent.
 REPEAT_WARNING = timedelta(minutes=10)
 
@@ -183,6 +193,13 @@ class TradeAdmin(ReadOnlyAdmin):
     search_fields = ("out_trade_no", "trade_no")
     list_select_related = ("merchant",)
     actions = ("refund_in_full", "refund_partially", "reverse_trades", "sync_from_alipay")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Trade]:
+        """The trades, each marked with whether it was reversed (its status then reads "Reversed")."""
+        reversal = Refund.objects.filter(
+            trade=OuterRef("pk"), kind=RefundKind.REVERSE, status=RefundStatus.SUCCEEDED
+        )
+        return super().get_queryset(request).annotate(was_reversed=Exists(reversal))
     inlines = (RefundInline,)
     fieldsets = (
         (
@@ -256,6 +273,8 @@ class TradeAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("Status"), ordering="status")
     def status_badge(self, obj: Trade) -> SafeString:
+        if obj.status == "TRADE_CLOSED" and _was_reversed(obj):
+            return badge(obj.status, str(REVERSED_WORDS))
         return badge(obj.status, str(STATUS_WORDS.get(obj.status, obj.status)))
 
     @admin.display(description=gettext_lazy("Amount"), ordering="amount")

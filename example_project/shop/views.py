@@ -130,9 +130,13 @@ def alipay_return(request: HttpRequest) -> HttpResponse:
 def order_page(request: HttpRequest, number: str) -> HttpResponse:
     """The order: its lines and payment, updated every 2 s from status.json until it settles."""
     order = _visible_order(request, number)
+    state = payments.order_state(order)
+    # Staff are pointed at the admin's refund only while there is money to give back.
+    refundable = state.code in ("paid", "partly_refunded")
     context = {
         "order": order,
-        "state": payments.order_state(order),
+        "state": state,
+        "refundable": refundable,
         "payload": payments.status_payload(order),
         "trade_admin_url": (
             reverse("admin:django_alipay_trade_change", args=[order.trade_id]) if order.trade_id else ""

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
-from shop.models import Order
+from shop.models import Order, Product
 
 from django_alipay.domain import refunds
 from django_alipay.models import Merchant, Trade
@@ -125,3 +125,22 @@ def test_the_order_list_gives_the_time_in_beijing_and_in_the_shops_zone(
     assert f"{format_datetime(created)[:16]} Beijing" in page
     local = created.astimezone(ZoneInfo("Europe/London"))
     assert f"({local:%Y-%m-%d %H:%M} {local.tzname()})" in page
+
+
+def test_a_failed_in_store_order_offers_the_staff_no_refund(staff_client: Client, merchant: Merchant) -> None:
+    teapot = Product.objects.get(slug="clay-teapot")
+    response = staff_client.post(
+        "/pos/", {f"qty-{teapot.pk}": "1", "mode": "barcode", "barcode": "270000000000000005"}, follow=True
+    )  # the emulator's frozen buyer: every payment refused
+    assert response.context["state"].code == "failed"
+
+    page = response.content.decode()
+
+    assert "Refund part or all" not in page
+    assert "nothing to refund" in page
+
+
+def test_every_page_of_the_shop_and_the_emulator_names_its_icon(staff_client: Client) -> None:
+    for path in ("/", "/orders/", "/emulator/"):
+        page = staff_client.get(path).content.decode()
+        assert '<link rel="icon"' in page, path  # no /favicon.ico request answered 404

@@ -374,3 +374,7 @@ def test_a_second_reverse_from_another_tab_says_already_reversed(
     assert other_tab.locator("#alipay-refund-instead").count() == 0
     assert Refund.objects.filter(trade=start.trade, kind="REVERSE").count() == 1
     screenshot("15-reverse-again-refused")
+    other_tab.goto(f"{live_server.url}/admin/django_alipay/trade/")
+    row = other_tab.locator("#result_list tbody tr", has_text=order)
+    assert "Reversed" in row.inner_text()  # not just "Closed", like an order never paid
+    assert "Closed" not in row.inner_text()
