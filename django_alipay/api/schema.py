@@ -1,14 +1,16 @@
-"""Serve the OpenAPI 3 schema of the REST API (drf-spectacular), describing the API where it is mounted."""
+"""Serve the OpenAPI 3 schema of the REST API (drf-spectacular), describing the API where it is mounted,
+and its interactive documentation (Swagger UI, its files served by the shop from drf-spectacular-sidecar)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from django.urls import include, path
+from django.urls import include, path, reverse
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import patched_settings
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -17,7 +19,7 @@ from rest_framework.response import Response
 from django_alipay.api import errors
 from django_alipay.api.permissions import api_permission_classes
 
-__all__ = ["SCHEMA_SETTINGS", "SchemaView", "document"]
+__all__ = ["SCHEMA_SETTINGS", "DocsView", "SchemaView", "document"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +89,35 @@ class SchemaView(SpectacularAPIView):
 
         self.patterns = [path(_mount_point(request), include(api_urlpatterns))]
         return super().get(request, *args, **kwargs)
+
+
+class DocsView(SpectacularSwaggerView):
+    """Swagger UI for the API's schema, with its scripts and styles from drf-spectacular-sidecar (offline)."""
+
+    title = str(SCHEMA_SETTINGS["TITLE"])
+
+    def get_permissions(self) -> list[BasePermission]:
+        """The documentation is shown to whoever may use the API."""
+        return [permission() for permission in api_permission_classes()]
+
+    def get_exception_handler(self) -> Callable[..., Response | None]:
+        """Refusals answer with the API's error body."""
+        return errors.exception_handler
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """A refusal is rendered as JSON, like every other error of the API, not as the Swagger page."""
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The Swagger UI page, reading the schema of this mount point."""
+        namespace = getattr(request.resolver_match, "namespace", "")
+        self.url = reverse(f"{namespace}:schema" if namespace else "schema")
+        with patched_settings({"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR"}):
+            return super().get(request, *args, **kwargs)
 
 
 def _mount_point(request: Request) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from django_alipay.api.schema import SchemaView
+from django_alipay.api.schema import DocsView, SchemaView
 from django_alipay.api.views import NotFoundView, NotificationViewSet, RefundViewSet, RootView, TradeViewSet
 
 __all__ = ["api_urlpatterns", "app_name", "urlpatterns"]
@@ -39,6 +41,12 @@ api_urlpatterns = _outside_atomic_requests(list(_router.urls))
 urlpatterns = [
     *api_urlpatterns,
     path("schema/", SchemaView.as_view(), name="schema"),
+    # Interactive docs only with their files at hand: drf-spectacular-sidecar ships them (no CDN).
+    *(
+        [path("docs/", DocsView.as_view(), name="docs")]
+        if importlib.util.find_spec("drf_spectacular_sidecar") is not None
+        else []
+    ),
     # Last: any other URL under the prefix answers a JSON 404 rather than Django's HTML page.
     re_path(r"^", NotFoundView.as_view(), name="not-found"),
 ]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.db.models import Q, QuerySet
-from django.urls import Resolver404, resolve
+from django.urls import NoReverseMatch, Resolver404, resolve
 from django.utils.translation import gettext as _
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
@@ -235,10 +235,22 @@ def _valid(serializer_class: type[serializers.Serializer[Any]], data: Any, **con
 
 
 class RootView(APIRootView):
-    """The API's entry point: links to the lists."""
+    """The API's entry point: links to the lists, the schema and (when installed) the interactive docs."""
 
     schema = None
     renderer_classes = (JSONRenderer, BrowsableRenderer)
+
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Response:
+        """DRF's links to the lists, then ``schema`` and ``docs``."""
+        response: Response = super().get(request, *args, **kwargs)
+        namespace = getattr(request.resolver_match, "namespace", "")
+        for name in ("schema", "docs"):
+            try:
+                url = reverse(f"{namespace}:{name}" if namespace else name, request=request)
+            except NoReverseMatch:
+                continue  # the docs without drf-spectacular-sidecar
+            response.data[name] = url
+        return response
 
     def get_permissions(self) -> list[BasePermission]:
         """``ALIPAY["API_PERMISSION_CLASSES"]``."""
@@ -331,7 +343,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
         request=None,
         responses=_responses({200: SyncResultSerializer}, *_WRITE),
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], name="Query Alipay")
     def sync(self, request: Request, pk: str | None = None) -> Response:
         """Ask Alipay about the trade (domain: trades.sync_trade)."""
         trade = self.get_object()
@@ -370,6 +382,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
         methods=["get", "post"],
         url_path="refunds",
         url_name="refunds",
+        name="Refunds",
         # Form posts are the browsable API's refund form only: it sends its key as a field.
         parser_classes=(JSONParser, FormParser, MultiPartParser),
     )
@@ -417,7 +430,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
         request=ReverseSerializer,
         responses=_responses({202: RefundSerializer}, 409, 422, *_WRITE),
     )
-    @action(detail=True, methods=["post"], url_path="reverse", url_name="reverse")
+    @action(detail=True, methods=["post"], url_path="reverse", url_name="reverse", name="Reverse")
     def reverse_trade(self, request: Request, pk: str | None = None) -> Response:
         """Reverse the trade (domain: refunds.reverse)."""
         trade = self.get_object()

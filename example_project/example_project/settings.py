@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files for the API docs at /alipay/api/docs/, served locally
     "django_alipay",
     # The gateway emulator, mounted at /emulator/: a development and demo tool, never for production.
     "django_alipay.emulator",

@@ -199,6 +199,7 @@ def test_the_browsable_apis_refund_form_refunds_and_keeps_what_was_typed_after_a
     _log_in_staff(page, live_server, f"/alipay/api/trades/{order.trade.pk}/refunds/")
     form = page.locator("#post-object-form form")
     form.wait_for()
+    assert page.inner_text(".content-main h1") == "Refunds"  # not "Refund list create"
     assert form.locator("input[name=currency]").input_value() == ""  # the trade's currency unless typed
     first_key = form.locator("input[name=idempotency_key]").input_value()
     assert first_key
@@ -221,3 +222,20 @@ def test_the_browsable_apis_refund_form_refunds_and_keeps_what_was_typed_after_a
     (refund,) = order.trade.refunds.all()
     assert (refund.amount, refund.reason) == (Decimal("8.00"), "Chipped lid")
     shot(page, "11-api-refund-made")
+
+
+def test_the_api_root_links_interactive_docs_served_without_the_internet(
+    page: Any, live_server: Any, shop: Merchant
+) -> None:
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(live_server.url) else outside.append(r.url))
+    _log_in_staff(page, live_server, "/alipay/api/")
+    page.wait_for_selector(".response-info")
+    assert f"{live_server.url}/alipay/api/docs/" in page.inner_text(".response-info")
+
+    page.goto(f"{live_server.url}/alipay/api/docs/")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "django-alipay-global REST API" in page.inner_text(".swagger-ui .info .title")
+    assert "Refund part or all of a trade" in page.inner_text(".swagger-ui")
+    shot(page, "12-api-docs")
+    assert outside == []

@@ -334,7 +334,7 @@ def test_the_browsable_api_renders(api: APIClient, shop: Merchant) -> None:
     form = api.get(f"{API}trades/", HTTP_ACCEPT="text/html").content.decode()
     assert "out_trade_no" in form  # the form to create a trade
     root = api.get(API).json()
-    assert set(root) == {"trades", "refunds", "notifications"}
+    assert set(root) == {"trades", "refunds", "notifications", "schema", "docs"}  # docs: with the sidecar
 
 
 def test_browsable_breadcrumbs_lead_only_to_real_pages(api: APIClient, shop: Merchant) -> None:
