@@ -226,3 +226,29 @@ def test_every_python_example_that_uses_os_imports_it():
                 for node in ast.walk(tree)
             )
             assert imports or not uses, f"{path.relative_to(ROOT)}, block {number + 1}: os not imported"
+
+
+# --- the package's page on PyPI -----------------------------------------------------------------------------
+
+
+def test_every_readme_link_is_absolute_so_that_it_works_on_pypi():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    relative = [
+        target for target in re.findall(r"\]\(([^)]+)\)", readme) if not target.startswith(("http", "#"))
+    ]
+
+    assert relative == []
+
+
+def test_the_metadata_names_the_source_the_issues_the_changelog_and_every_tested_version():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
+    tested = set(re.findall(r"^\s+py3(\d+)-django(\d)(\d)$", tox, re.MULTILINE))
+
+    assert {"Source", "Issues", "Changelog", "Documentation"} <= set(project["urls"])
+    for python, major, minor in tested:
+        assert f"Programming Language :: Python :: 3.{python}" in project["classifiers"]
+        assert f"Framework :: Django :: {major}.{minor}" in project["classifiers"]
+    assert tested

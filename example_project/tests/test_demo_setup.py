@@ -91,3 +91,17 @@ def test_serving_elsewhere_moves_only_the_gateway_url() -> None:
         merchant.public_key,
         merchant.notify_token,
     )
+
+
+def test_the_set_up_report_keeps_a_fingerprint_on_one_line_when_printed_to_a_file() -> None:
+    from rich.console import Console
+    from shop.management.commands.demo_serve import print_report
+
+    out = io.StringIO()
+    line = "merchant 'Demo shop (emulator)' created: partner 2088371452561474, RSA2 key pair generated "
+    fingerprint = "(SHA256:3c1a291d6827e7e3...)"
+    console = Console(file=out, width=110, highlight=False)  # what the demo uses when stdout is not a tty
+
+    print_report(console, [("+", line + fingerprint)])
+
+    assert out.getvalue().splitlines() == [f"  + {line}{fingerprint}"]

@@ -21,6 +21,13 @@ from rich.table import Table
 from shop.demo import DemoServer, point_at, setup_demo, start_celery_worker, stop_process
 
 
+def print_report(console: Console, lines: list[tuple[str, str]]) -> None:
+    """What the set-up did, one line each: never wrapped, so that a key's fingerprint stays whole when the
+    output goes to a file or a pipe (where the console is 110 columns wide)."""
+    for mark, text in lines:
+        console.print(f"  {'[green]' + mark + '[/]' if mark != '=' else mark} {text}", soft_wrap=True)
+
+
 class Command(BaseCommand):
     help = (
         "Run the demo: migrate, create the staff user and the emulator merchant, serve the shop with the "
@@ -53,8 +60,7 @@ class Command(BaseCommand):
         point_at(server.url)
         os.environ["SHOP_BASE_URL"] = server.url  # for the Celery worker, which reads the settings afresh
         report = setup_demo()
-        for mark, text in report.lines:
-            console.print(f"  {'[green]' + mark + '[/]' if mark != '=' else mark} {text}")
+        print_report(console, report.lines)
         worker, workdir = None, None
         if settings.CELERY_BROKER_URL and not options["no_worker"]:
             workdir = tempfile.mkdtemp(prefix="shop-celery-")
