@@ -109,6 +109,7 @@ def test_a_cashier_charges_a_barcode_at_the_point_of_sale(
     page.wait_for_selector("#pos-form")
     page.fill("#qty-oolong-tea", "1")
     page.fill("#qty-jasmine-pearls", "2")
+    assert page.inner_text("#pos-total") == "90.00 USD"  # the total before charging
     page.click("[data-barcode='2512345678901234']")  # what a scanner would type
     assert page.input_value("#barcode") == "2512345678901234"
     shot(page, "06-pos")
@@ -239,3 +240,20 @@ def test_the_api_root_links_interactive_docs_served_without_the_internet(
     assert "Refund part or all of a trade" in page.inner_text(".swagger-ui")
     shot(page, "12-api-docs")
     assert outside == []
+
+
+@pytest.mark.alipay_emulator(notifier=True)
+def test_the_cashier_fits_a_phone(browser: Any, live_server: Any, shop: Merchant) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-GB", is_mobile=True)
+    phone = context.new_page()
+    try:
+        phone.goto(live_server.url + "/")
+        phone.click("#product-clay-teapot button")
+        phone.click("#nav-cart")
+        phone.click("#pay-web")
+        phone.wait_for_selector("#login-form")
+
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+        shot(phone, "13-cashier-phone")
+    finally:
+        context.close()
