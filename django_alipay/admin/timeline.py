@@ -211,4 +211,6 @@ def build_timeline(trade: Trade) -> list[Event]:
                 rank=6,
             )
         )
-    return sorted(events, key=lambda event: (event.at, event.rank))
+    # Alipay's times are to the second and ours to the microsecond: within one second, the sequence of a
+    # trade's life (created, paid, notified, refunded, closed) decides, not the sub-second parts.
+    return sorted(events, key=lambda event: (event.at.replace(microsecond=0), event.rank, event.at))

@@ -15,12 +15,13 @@ from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
 
+from django_alipay.admin.timeline import build_timeline
 from django_alipay.admin.trade import TradeAdmin
 from django_alipay.domain import refunds
 from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol.clock import BEIJING, FixedClock
 from tests.domain.fakegateway import FakeGateway, Reply
-from tests.web.conftest import CASHIER_PERMISSIONS
+from tests.web.conftest import CASHIER_PERMISSIONS, PAID_AT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -592,3 +593,17 @@ def test_r21_admin_posts_without_a_csrf_token_are_refused(
     assert client.post(CHANGELIST, data).status_code == 403
     assert not Refund.objects.exists()
     assert not gateway.calls
+
+
+@pytest.mark.django_db
+def test_the_timeline_puts_the_order_before_its_payment_within_the_same_second(
+    make_trade: Callable[..., Trade],
+) -> None:
+    # Alipay gives the payment time to the second; the order was created later within that second.
+    trade = make_trade(
+        created_at=PAID_AT.replace(microsecond=640_000), paid_at=PAID_AT.replace(microsecond=0)
+    )
+
+    titles = [str(event.title) for event in build_timeline(trade)]
+
+    assert titles.index("Order created") < titles.index("Paid")
