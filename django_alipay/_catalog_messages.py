@@ -57,7 +57,9 @@ CATALOG_TEXTS = (
     gettext_noop("The transaction has been frozen by Alipay."),
     gettext_noop("The merchant account was not found."),
     gettext_noop("The buyer's Alipay account was not found."),
-    gettext_noop("The buyer's Alipay account is disabled or restricted."),
+    gettext_noop(
+        "The buyer's Alipay account cannot pay: it is disabled or restricted, or cannot cover the amount."
+    ),
     gettext_noop("The buyer and the seller are the same Alipay account."),
     gettext_noop("The buyer's Alipay app is too old for this kind of payment."),
     gettext_noop("The sound-wave payment code could not be read."),

@@ -200,6 +200,7 @@ class TradeAdmin(ReadOnlyAdmin):
             trade=OuterRef("pk"), kind=RefundKind.REVERSE, status=RefundStatus.SUCCEEDED
         )
         return super().get_queryset(request).annotate(was_reversed=Exists(reversal))
+
     inlines = (RefundInline,)
     fieldsets = (
         (

@@ -51,8 +51,8 @@ SUCCESS: Final = "TRADE_SUCCESS"
 FINISHED: Final = "TRADE_FINISHED"
 CLOSED: Final = "TRADE_CLOSED"
 
-#: The catalog has no "balance not enough" code; BUYER_ENABLE_STATUS_FORBID ("the buyer's account is
-#: restricted; ask the buyer to pay another way") is the catalog entry whose advice fits.
+#: The catalog has no "balance not enough" code; BUYER_ENABLE_STATUS_FORBID ("the buyer's account cannot
+#: pay"; ask the buyer to pay another way) is the catalog entry whose words and advice fit.
 INSUFFICIENT_BALANCE: Final = "BUYER_ENABLE_STATUS_FORBID"
 BUYER_DISABLED: Final = "BUYER_ENABLE_STATUS_FORBID"
 

@@ -65,7 +65,10 @@ BUYERS: Final[tuple[SeedBuyer, ...]] = (
         "2088102146225168",
         "260000000000000004",
         Decimal("10.00"),
-        note="only 10.00 CNY: payments above that fail",
+        note=(
+            "only 10.00 CNY: a payment above that is refused with BUYER_ENABLE_STATUS_FORBID "
+            "(Alipay has no code of its own for a low balance)"
+        ),
     ),
     SeedBuyer(
         "frozen@alitest.com",

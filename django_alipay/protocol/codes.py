@@ -212,7 +212,7 @@ _CATALOG: tuple[ErrorCode, ...] = (
     ),
     _business(
         "BUYER_ENABLE_STATUS_FORBID",
-        "The buyer's Alipay account is disabled or restricted.",
+        "The buyer's Alipay account cannot pay: it is disabled or restricted, or cannot cover the amount.",
         "Ask the buyer to pay another way.",
     ),
     _business(

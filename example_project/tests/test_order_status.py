@@ -144,3 +144,17 @@ def test_every_page_of_the_shop_and_the_emulator_names_its_icon(staff_client: Cl
     for path in ("/", "/orders/", "/emulator/"):
         page = staff_client.get(path).content.decode()
         assert '<link rel="icon"' in page, path  # no /favicon.ico request answered 404
+
+
+def test_a_buyer_whose_balance_is_too_low_is_not_said_to_be_disabled(
+    staff_client: Client, merchant: Merchant
+) -> None:
+    teapot = Product.objects.get(slug="clay-teapot")  # 88.00 USD, far above the poor buyer's 10.00 CNY
+    response = staff_client.post(
+        "/pos/", {f"qty-{teapot.pk}": "1", "mode": "barcode", "barcode": "260000000000000004"}, follow=True
+    )
+    page = response.content.decode()
+
+    assert response.context["state"].code == "failed"
+    assert "BUYER_ENABLE_STATUS_FORBID" in page
+    assert "cannot cover the amount" in page  # Alipay has no code of its own for a low balance
