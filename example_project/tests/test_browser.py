@@ -154,6 +154,14 @@ def test_an_order_paid_in_another_tab_hides_its_cashier_button_and_stops_polling
     assert len(polls) == seen
     shot(page, "08-order-paid-elsewhere")
 
+    # An old cashier link (a bookmark, the back button) says the order is paid, and leads back.
+    order = Order.objects.get(number=number)
+    assert order.trade is not None
+    page.goto(order.trade.payment_url)
+    assert page.inner_text("#error-code") == "TRADE_HAS_SUCCESS"
+    page.click("#error-back")
+    page.wait_for_url(f"{live_server.url}/orders/{number}/")
+
 
 @pytest.mark.alipay_emulator(notifier=True)
 def test_a_pos_payment_confirmed_after_an_unknown_answer_shows_no_error(
