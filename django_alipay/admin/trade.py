@@ -179,6 +179,7 @@ class TradeAdmin(ReadOnlyAdmin):
     """Trades as Alipay reported them; money moves only through the refund and reverse pages and actions."""
 
     change_form_template = "django_alipay/admin/trade/change_form.html"
+    change_list_template = "django_alipay/admin/trade/change_list.html"
     list_display = (
         "order",
         "status_badge",

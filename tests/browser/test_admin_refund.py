@@ -120,6 +120,10 @@ def test_a_shop_owner_refunds_part_of_a_paid_trade(
     assert "Paid (finished)" in row.inner_text()
     assert "88.00 USD" in row.inner_text()
     screenshot("01-trade-list")
+    page.set_viewport_size({"width": 1280, "height": 900})  # a laptop: every column still shows
+    results = page.locator("#changelist .results")
+    assert results.evaluate("e => e.scrollWidth <= e.clientWidth"), "the trade list's columns are clipped"
+    page.set_viewport_size({"width": 1440, "height": 900})
 
     row.locator("input[name=_selected_action]").check()
     page.select_option("select[name=action]", "refund_partially")
