@@ -39,7 +39,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives.asymmetric import dsa
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -48,7 +47,7 @@ from django.db import DatabaseError, transaction
 from django_alipay.conf import DEFAULTS, SETTING_NAME, app_settings, close_matches, unknown_keys
 from django_alipay.enums import Environment
 from django_alipay.exceptions import AlipayConfigurationError
-from django_alipay.protocol import keys, signing
+from django_alipay.protocol import dsa, keys, signing
 from django_alipay.protocol.errors import AlipayError
 
 __all__ = ["check_merchants", "check_optional_parts", "check_settings"]

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from django_alipay.protocol import dsa
 from django_alipay.protocol.codes import lookup_error
 from django_alipay.protocol.errors import InvalidParameterError, KeyFormatError
 from django_alipay.protocol.keys import KeyMaterial, load_public_key

@@ -20,8 +20,9 @@ from typing import Final, Literal, TypeAlias, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from . import dsa
 from .errors import CharsetError, InvalidParameterError, KeyFormatError
 from .keys import KeyMaterial, PrivateKey, PublicKey, load_private_key, load_public_key
 

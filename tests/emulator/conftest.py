@@ -21,7 +21,9 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from django_alipay.protocol import dsa
 
 from .signer import Envelope, parse_envelope, sign, verify
 
@@ -91,7 +93,10 @@ class EmulatorProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=15)
+        code = self.proc.wait(timeout=15)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return code
 
     def control(self, path: str, data: dict[str, Any] | None = None, *, method: str | None = None) -> Any:
         url = f"{self.base}/control/{path}"
@@ -377,7 +382,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 @pytest.fixture(scope="session")
 def dsa_key() -> dsa.DSAPrivateKey:
     # 1024 bits: SHA1withDSA, the gateway's DSA algorithm, is defined for 160-bit subgroups only.
-    return dsa.generate_private_key(key_size=1024)  # noqa: S505
+    return dsa.generate(1024)
 
 
 @pytest.fixture
