@@ -87,3 +87,4 @@ def standalone_emulator() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        process.stdout.close()

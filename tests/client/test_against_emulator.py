@@ -76,6 +76,8 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self._log.close()
 
     def control(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -55,6 +55,7 @@ def emulator(pairs: dict[str, Any]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        process.stdout.close()
 
 
 @pytest.fixture(scope="module")
