@@ -406,12 +406,15 @@ def test_reconcile_unknown_refunds_hands_them_to_the_refund_task(
 # --- the schedule and routing -------------------------------------------------------------------------------
 
 
-def test_the_beat_schedule_runs_both_reconciliations_and_expires_stale_runs() -> None:
+def test_the_beat_schedule_runs_both_reconciliations_and_the_file_settlement_and_expires_stale_runs() -> None:
     entries = schedule.beat_schedule(trades_every=600, refunds_every=timedelta(minutes=2))
     assert {name: entry["task"] for name, entry in entries.items()} == {
         "django_alipay.tasks.reconcile_open_trades": "django_alipay.tasks.reconcile_open_trades",
         "django_alipay.tasks.reconcile_unknown_refunds": "django_alipay.tasks.reconcile_unknown_refunds",
+        "django_alipay.tasks.settle_refunds_from_files": "django_alipay.tasks.settle_refunds_from_files",
     }
+    files_entry = entries["django_alipay.tasks.settle_refunds_from_files"]
+    assert (files_entry["schedule"], files_entry["options"]) == (timedelta(hours=1), {"expires": 3600.0})
     trades_entry = entries["django_alipay.tasks.reconcile_open_trades"]
     assert (trades_entry["schedule"], trades_entry["options"]) == (timedelta(minutes=10), {"expires": 600.0})
     refunds_entry = entries["django_alipay.tasks.reconcile_unknown_refunds"]
