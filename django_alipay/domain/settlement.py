@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Final
 
 from django.db.models import Q, QuerySet
 
@@ -31,6 +32,7 @@ from django_alipay.protocol.errors import AlipayError
 from django_alipay.protocol.services import TransactionRecord
 
 __all__ = [
+    "ANSWERS_AWAITING_FILE",
     "FILE_LOOKBACK_DAYS",
     "FILE_SPAN_DAYS",
     "FileSettlementReport",
@@ -46,6 +48,9 @@ logger = logging.getLogger("django_alipay.settlement")
 FILE_SPAN_DAYS = 10
 #: Files further back than this many days before yesterday are not asked for.
 FILE_LOOKBACK_DAYS = 31
+#: Answers to a resend that prove the request arrived but not what became of it: asking again cannot tell
+#: more, so reconciliation stops resending such a refund and leaves it to its notification or file.
+ANSWERS_AWAITING_FILE: Final = frozenset({"REPEATED_REFUNDMENT_REQUEST"})
 #: Status column values of a transaction that happened (the emulator writes ``S``).
 _DONE = frozenset({"S", "SUCCESS"})
 
@@ -55,10 +60,19 @@ class FileSettlementReport:
     """What one :func:`settle_from_files` run did: files fetched, refunds settled, what needs a person."""
 
     files: list[str] = field(default_factory=list)
+    #: Gateway ids of the refunds settled (``settled_refunds``: the refunds, as they were before).
     settled: list[str] = field(default_factory=list)
+    settled_refunds: list[Refund] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    #: What a person should look at (``problems``: the same, with the refund each is about).
     mismatches: list[str] = field(default_factory=list)
+    problems: list[tuple[Refund, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+
+    def mismatch(self, refund: Refund, message: str) -> None:
+        """Note something about ``refund`` that needs a person."""
+        self.mismatches.append(message)
+        self.problems.append((refund, message))
 
 
 def refund_file_date(refund: Refund) -> date:
@@ -125,16 +139,18 @@ def _refund_rows(records: Iterable[TransactionRecord]) -> dict[str, TransactionR
 def _settle(refund: Refund, record: TransactionRecord, report: FileSettlementReport) -> None:
     label = f"{refund.gateway_refund_id}"
     if record.status.strip().upper() not in _DONE:
-        report.mismatches.append(
-            f"refund {label}: the transaction file lists it with status {record.status!r}"
+        report.mismatch(
+            refund, f"refund {label}: the transaction file lists it with status {record.status!r}"
         )
         return
     if record.currency != refund.currency or record.amount != refund.amount:
-        report.mismatches.append(
+        report.mismatch(
+            refund,
             f"refund {label}: the transaction file lists {record.amount} {record.currency}, the refund is "
-            f"{refund.amount} {refund.currency}"
+            f"{refund.amount} {refund.currency}",
         )
         return
+    before = Refund.objects.get(pk=refund.pk)
     settled = refunds.record_result(
         refund,
         outcome=RefundStatus.SUCCEEDED,
@@ -142,8 +158,9 @@ def _settle(refund: Refund, record: TransactionRecord, report: FileSettlementRep
     )
     if settled.status == RefundStatus.SUCCEEDED:
         report.settled.append(label)
+        report.settled_refunds.append(before)
     else:
-        report.mismatches.append(f"refund {label} is {settled.status}, yet the transaction file lists it")
+        report.mismatch(refund, f"refund {label} is {settled.status}, yet the transaction file lists it")
 
 
 def _settle_merchant(group: list[Refund], yesterday: date, report: FileSettlementReport) -> None:
@@ -176,9 +193,10 @@ def _settle_merchant(group: list[Refund], yesterday: date, report: FileSettlemen
                     f"{days[refund.pk].isoformat()}"
                 )
             else:
-                report.mismatches.append(
+                report.mismatch(
+                    refund,
                     f"refund {refund.gateway_refund_id} ({refund.status}) is not listed in the "
-                    f"transaction files from {days[refund.pk].isoformat()} to {yesterday.isoformat()}"
+                    f"transaction files from {days[refund.pk].isoformat()} to {yesterday.isoformat()}",
                 )
 
 

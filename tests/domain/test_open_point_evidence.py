@@ -18,7 +18,7 @@ import pytest
 
 from django_alipay import tasks
 from django_alipay.admin.refund import RefundAdmin
-from django_alipay.domain import notifications, refunds, settlement, trades
+from django_alipay.domain import notifications, reconciliation, refunds, settlement, trades
 from django_alipay.emulator.conf import DEFAULTS
 from django_alipay.enums import NotificationFlag, RefundStatus, Verification
 from django_alipay.models import Merchant, Notification, Refund, Trade
@@ -114,6 +114,29 @@ def test_the_periodic_task_settles_every_listed_refund_and_leaves_none_unknown(
 
     assert (outcome["settled"], outcome["mismatches"], outcome["errors"]) == (2, 0, 0)
     assert not Refund.objects.filter(pk__in=[first.pk, second.pk], status=RefundStatus.UNKNOWN).exists()
+
+
+def test_reconciliation_stops_resending_a_repeated_refund_and_settles_it_from_the_file_the_next_day(
+    emulator: EmulatorProcess, shop: Merchant, fixed_clock: Callable[[datetime], FixedClock]
+) -> None:
+    refund = unknown_refund(emulator, paid_trade(emulator, shop))
+    sent = len(emulator.calls("forex_refund"))
+
+    today = reconciliation.reconcile(merchant=shop, trade_age=0, refund_age=0)
+
+    assert len(emulator.calls("forex_refund")) == sent  # asking again could only repeat the answer
+    assert (today.refunds_checked, today.mismatches, today.errors) == (0, [], [])
+    tomorrow = datetime.now().astimezone() + timedelta(days=1)
+    emulator.set_clock(tomorrow)
+    fixed_clock(tomorrow)
+
+    report = reconciliation.reconcile(merchant=shop, trade_age=0, refund_age=0)
+
+    assert report.ok, (report.mismatches, report.errors)
+    assert [(c.reference, c.before, c.after) for c in report.changes] == [
+        (refund.gateway_refund_id, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED)
+    ]
+    assert Refund.objects.get(pk=refund.pk).status == RefundStatus.SUCCEEDED
 
 
 def test_a_notification_refused_once_and_resent_with_the_same_notify_id_is_settled_by_the_query(
