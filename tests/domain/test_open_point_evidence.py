@@ -177,3 +177,28 @@ def test_a_signed_notification_the_query_contradicts_is_neither_applied_nor_ackn
     assert (stored.flag, stored.outcome) == (NotificationFlag.VERIFY_FALSE, "rejected")
     assert "single_trade_query reports WAIT_BUYER_PAY" in stored.flag_info
     assert Trade.objects.get(pk=start.trade.pk).status == "WAIT_BUYER_PAY"
+
+
+def test_a_refund_notification_notify_verify_refuses_is_left_to_the_settlement_file(
+    emulator: EmulatorProcess, shop: Merchant, settings: Any
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SYNC": False}  # the result comes by notification
+    trade = paid_trade(emulator, shop)
+    emulator.configure(notify_id_ttl=0.05)
+    refund = refunds.request_refund(trade, Decimal("6.00"))
+    assert refund.status == RefundStatus.SUBMITTED
+    [delivery] = emulator.notifications(trade.out_trade_no, notify_type="refund_status_sync")
+    time.sleep(0.1)  # past notify_verify's window: "false"
+
+    answer = notifications.receive(
+        shop.notify_token,
+        body=delivery.body_bytes,
+        content_type=delivery.content_type,
+        remote_addr="127.0.0.1",
+    )
+
+    assert answer.status == 400  # no query reports a refund: not applied, not acknowledged
+    day = beijing_date(datetime.now().astimezone()).isoformat()
+    assert f"the settlement file of {day} settles it" in answer.message
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUBMITTED
