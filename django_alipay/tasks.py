@@ -120,8 +120,11 @@ def _retry(task: Any, countdown: float, what: str) -> None:
 
 
 def _settled(refund: Refund) -> bool:
-    """Nothing left for a task: final, or accepted by Alipay with the result to come by notification."""
+    """Nothing left for a task: final, accepted by Alipay with the result to come by notification, or
+    answered in a way no resend can improve on (its notification or transaction file settles it)."""
     if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        return True
+    if refund.status == RefundStatus.UNKNOWN and refund.error_code in settlement.ANSWERS_AWAITING_FILE:
         return True
     return refund.status == RefundStatus.SUBMITTED and bool(refund.response)
 
