@@ -10,16 +10,19 @@ from django_alipay.enums import Environment
 from django_alipay.fields import EncryptedTextField, Secret
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
+from django_alipay.protocol.clock import Clock
 
 __all__ = ["ClientPool", "client_for", "shared_client"]
 
 
-def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
+def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None = None) -> GatewayClient:
     """A GatewayClient signing as ``merchant``, for its online (default) or in-store (``instore``) services.
 
     Timeouts come from ``ALIPAY["HTTP_CONNECT_TIMEOUT"]``, ``["HTTP_READ_TIMEOUT"]`` and
     ``["HTTP_TOTAL_TIMEOUT"]``. Production in-store calls fail over from globalmapi to intlmapi unless the
-    merchant names its own URL. Raises AlipayConfigurationError when the merchant lacks a key it needs.
+    merchant names its own URL. ``clock`` is the client's idea of now (default: the system clock), e.g. for
+    the file services' "before today" rule. Raises AlipayConfigurationError when the merchant lacks a key it
+    needs.
     """
     if (
         instore
@@ -38,6 +41,7 @@ def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
         charset=merchant.charset,
         timeout=(float(app_settings.HTTP_CONNECT_TIMEOUT), float(app_settings.HTTP_READ_TIMEOUT)),
         deadline=float(app_settings.HTTP_TOTAL_TIMEOUT),
+        clock=clock,
     )
 
 

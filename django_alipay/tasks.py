@@ -21,7 +21,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from django_alipay.conf import app_settings
-from django_alipay.domain import notifications, reconciliation, refunds, trades
+from django_alipay.domain import notifications, reconciliation, refunds, settlement, trades
 from django_alipay.domain.errors import RefundSpacingNotReached, ReprocessNotAllowed
 from django_alipay.enums import RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError
@@ -42,6 +42,7 @@ __all__ = [
     "process_notification",
     "reconcile_open_trades",
     "reconcile_unknown_refunds",
+    "settle_refunds_from_files",
     "submit_refund",
     "submit_reverse",
     "sync_trade",
@@ -119,8 +120,11 @@ def _retry(task: Any, countdown: float, what: str) -> None:
 
 
 def _settled(refund: Refund) -> bool:
-    """Nothing left for a task: final, or accepted by Alipay with the result to come by notification."""
+    """Nothing left for a task: final, accepted by Alipay with the result to come by notification, or
+    answered in a way no resend can improve on (its notification or transaction file settles it)."""
     if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        return True
+    if refund.status == RefundStatus.UNKNOWN and refund.error_code in settlement.ANSWERS_AWAITING_FILE:
         return True
     return refund.status == RefundStatus.SUBMITTED and bool(refund.response)
 
@@ -333,3 +337,23 @@ def reconcile_unknown_refunds(self: Any, merchant_id: int | None = None) -> dict
     for mismatch in mismatches:
         logger.error("reconciliation: order %s: %s", mismatch.out_trade_no, mismatch.message)
     return {"refunds_enqueued": enqueued, "awaiting_result": awaiting, "balance_mismatches": len(mismatches)}
+
+
+@shared_task(name="django_alipay.tasks.settle_refunds_from_files", bind=True, acks_late=True)
+def settle_refunds_from_files(self: Any, merchant_id: int | None = None) -> dict[str, Any]:
+    """Periodic: fetch the transaction files (forex_compare_file) of the days unsettled refunds were sent,
+    and settle every refund they list (see :mod:`django_alipay.domain.settlement`).
+
+    What settles a refund whose resend only got REPEATED_REFUNDMENT_REQUEST and whose notification never
+    came. Returns counts; refunds the files contradict or do not list are logged for a person.
+    """
+    report = settlement.settle_from_files(merchant=_merchant(merchant_id))
+    for error in report.errors:
+        logger.warning("settlement files could not be fetched: %s", error)
+    return {
+        "files": len(report.files),
+        "settled": len(report.settled),
+        "waiting": len(report.waiting),
+        "mismatches": len(report.mismatches),
+        "errors": len(report.errors),
+    }

@@ -25,7 +25,7 @@ from django_alipay.admin.common import (
 )
 from django_alipay.admin.trade import PERMISSION_REFUND
 from django_alipay.catalog_text import describe
-from django_alipay.domain import refunds
+from django_alipay.domain import refunds, settlement
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Refund
 
@@ -72,7 +72,7 @@ class RefundAdmin(ReadOnlyAdmin):
         (None, {"fields": ("gateway_refund_id", "trade_link", "merchant", "kind", "amount_text", "reason")}),
         (
             gettext_lazy("Outcome"),
-            {"fields": ("status_badge", "gateway_said", "attempts", "idempotency_key")},
+            {"fields": ("status_badge", "gateway_said", "evidence", "attempts", "idempotency_key")},
         ),
         (gettext_lazy("Times"), {"fields": ("created_both", "submitted_both", "completed_both")}),
         (
@@ -89,6 +89,7 @@ class RefundAdmin(ReadOnlyAdmin):
         "reason",
         "status_badge",
         "gateway_said",
+        "evidence",
         "attempts",
         "idempotency_key",
         "created_both",
@@ -124,6 +125,16 @@ class RefundAdmin(ReadOnlyAdmin):
             return ""
         description = describe(obj.error_description)
         return f"{obj.error_code}: {description}" if description else obj.error_code
+
+    @admin.display(description=gettext_lazy("Evidence awaited"))
+    def evidence(self, obj: Refund) -> str:
+        """What will settle a refund the gateway's answers left open: its notification, or the day's file."""
+        day = settlement.awaiting_file(obj)
+        if day is None:
+            return ""
+        return _(
+            "Waiting for the settlement file of %(day)s, or for its notification, whichever comes first."
+        ) % {"day": day.isoformat()}
 
     @admin.display(description=gettext_lazy("Requested (Beijing)"), ordering="created_at")
     def created_beijing(self, obj: Refund) -> SafeString:

@@ -12,6 +12,8 @@ The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
    ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already acted upon, identical and
    correctly signed, is acknowledged as a duplicate without asking notify_verify again (Alipay reportedly
    refuses to re-verify an acknowledged notify_id, which would turn a lost ``success`` into endless retries).
+   A correctly signed notification that notify_verify calls false is never applied itself: the trade is
+   queried, the query's answer applied, and the notification acknowledged only when the query confirms it.
 3. **Process** in one durable transaction with the trade row locked: deduplicate by notify_id and by
    (trade, status) / (refund, status), check amount, currency and partner, apply the status forward only
    through :mod:`~django_alipay.domain.trades` / :mod:`~django_alipay.domain.refunds`. A race between two
@@ -36,12 +38,13 @@ from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, refunds, trades
+from django_alipay.domain import clock, refunds, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
 from django_alipay.enums import (
     NotificationFlag,
     NotificationKind,
     ProcessingOutcome,
+    Product,
     RefundStatus,
     Verification,
 )
@@ -78,6 +81,8 @@ class NotificationAnswer:
     processed, or a duplicate of one                        200      success
     genuine but unusable (amount, currency, partner ...)    200      success  (flag set, alert logged)
     genuine, order unknown (replica lag, other project)     404      fail     (Alipay retries)
+    signed, notify_verify false, the trade's query agrees   200      success  (flag verify_false_confirmed)
+    signed, notify_verify false, the query disagrees        400      fail     (the query's status kept)
     forged or malformed (signature, sign type, verify)      400      fail
     body too large / not a form                             413/415  fail
     unknown notify URL token                                404      fail
@@ -357,11 +362,96 @@ def _verify_and_process(
                 outcome=ProcessingOutcome.RETRY,
             )
         if not genuine:
-            return _reject(
-                notification, 400, NotificationFlag.VERIFY_FALSE, "notify_verify did not answer true"
-            )
+            return _confirm_by_query(notification, merchant, verified)
     notification.verification = Verification.VERIFIED  # written with the processing record
     return _process(notification, merchant, verified)
+
+
+def _confirm_by_query(
+    notification: Notification, merchant: Merchant, verified: wire.VerifiedNotification
+) -> NotificationAnswer:
+    """notify_verify said false for a correctly signed notification: ask the trade's query instead.
+
+    "false" does not prove a forgery: it is also the answer once a notify_id is older than a minute, and
+    should Alipay reuse one notify_id for every resend, a notification refused once (the database was down)
+    would be refused at every resend. So the notification itself is never applied; the trade is queried
+    (single_trade_query online, alipay.acquire.overseas.query in store), what the query says is applied,
+    and the notification is acknowledged only when the query shows the status it reports. No query reports
+    a refund: a refund notification is left unapplied for the settlement file (or a later resend).
+    """
+    params = verified.params
+    if notification.kind == NotificationKind.REFUND:
+        gateway_id = params.get("out_return_no") or params.get("partner_refund_id") or ""
+        refund = (
+            Refund.objects.filter(merchant=merchant, gateway_refund_id=gateway_id).first()
+            if gateway_id
+            else None
+        )
+        day = settlement.awaiting_file(refund) if refund is not None else None
+        later = f"; the settlement file of {day.isoformat()} settles it" if day is not None else ""
+        return _reject(
+            notification,
+            400,
+            NotificationFlag.VERIFY_FALSE,
+            f"notify_verify did not answer true, and no query reports a refund: not applied{later}",
+        )
+    out_trade_no = verified.out_trade_no or ""
+    trade = (
+        Trade.objects.filter(merchant=merchant, out_trade_no=out_trade_no).select_related("merchant").first()
+        if 0 < len(out_trade_no) <= 64
+        else None
+    )
+    if trade is None:
+        return _reject(
+            notification,
+            400,
+            NotificationFlag.VERIFY_FALSE,
+            "notify_verify did not answer true, and the notification names no order of this merchant",
+        )
+    query = "single_trade_query" if Product(trade.product).is_online else "alipay.acquire.overseas.query"
+    reported = params.get("trade_status") or params.get("alipay_trans_status") or ""
+    try:
+        change = trades.sync_trade(trade)
+    except AlipayError as exc:
+        return _reject(
+            notification,
+            503,
+            NotificationFlag.VERIFY_PENDING,
+            f"notify_verify did not answer true and {query} failed ({type(exc).__name__} {exc.code or ''}); "
+            "left for Alipay to send again",
+            verification=Verification.UNVERIFIABLE,
+            outcome=ProcessingOutcome.RETRY,
+        )
+    if change is None or change.flag or trade.status != reported:
+        said = "does not know the order" if change is None else f"reports {trade.status}"
+        why = f" ({change.message})" if change is not None and change.flag else ""
+        return _reject(
+            notification,
+            400,
+            NotificationFlag.VERIFY_FALSE,
+            f"notify_verify did not answer true; {query} {said}{why}, not {reported[:32] or 'a status'}: "
+            "the notification is not applied",
+        )
+    notification.verification = Verification.QUERIED
+    message = f"notify_verify did not answer true; {query} confirmed {trade.status}, applied from the query"
+    result = _Result(
+        ProcessingOutcome.PROCESSED, NotificationFlag.VERIFY_FALSE_CONFIRMED, message, trade=trade
+    )
+    earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
+    if earlier is not None:
+        result = _Result(ProcessingOutcome.DUPLICATE, trade=trade, duplicate_of=earlier)
+    try:
+        with transaction.atomic(durable=True):
+            _record(notification, result)
+    except IntegrityError:
+        # Another delivery of this notify_id was acknowledged meanwhile.
+        earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
+        if earlier is None:
+            raise
+        result = _Result(ProcessingOutcome.DUPLICATE, trade=trade, duplicate_of=earlier)
+        with transaction.atomic(durable=True):
+            _record(notification, result)
+    return _answer(notification, result)
 
 
 def _remember(notification: Notification, **fields: Any) -> None:

@@ -708,7 +708,15 @@ def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool) -> Re
         outcome = _interpret(refund, answer, request)
         if not conclusive and outcome.status == RefundStatus.FAILED:
             outcome = _Outcome(RefundStatus.UNKNOWN, outcome.code, outcome.description, outcome.fields)
-    if not conclusive and outcome.status not in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
+    if outcome.status == RefundStatus.UNKNOWN and outcome.code in _INCONCLUSIVE_CODES:
+        logger.warning(
+            "%s %s: Alipay answered %s (the request arrived before); its notification or the transaction "
+            "file of its day settles it",
+            refund.kind,
+            refund.gateway_refund_id,
+            outcome.code,
+        )
+    elif not conclusive and outcome.status not in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
         logger.error(
             "%s %s is still unresolved after a resend (%s): it needs a person to check it with Alipay",
             refund.kind,

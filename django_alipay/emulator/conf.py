@@ -19,6 +19,7 @@ from .faults import FaultPlan
 
 __all__ = [
     "DEFAULTS",
+    "OPEN_POINT_KNOBS",
     "RETRY_SCHEDULE",
     "Runtime",
     "emulator_allowed",
@@ -52,6 +53,20 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "PARTNERS": (),
     # Seed of the fault-injection random generator when a fault plan gives none.
     "FAULT_SEED": 0,
+    # forex_refund sent again with an out_return_no already used for the very same refund: the documented
+    # error code ("repeated_refundment_request") or the first answer again ("original_result").
+    "REPEAT_REFUND_ANSWER": "repeated_refundment_request",
+    # notify_id of a notification's resends: a new one per send ("fresh") or the first one every time
+    # ("reused"; notify_verify then answers false once the first send is older than NOTIFY_ID_TTL).
+    "NOTIFY_ID_REUSE": "fresh",
+}
+
+#: Points the references leave open, each a run-time knob: name -> its allowed values, default first. The
+#: default is what the references say where they say anything. Tests run the domain's critical paths under
+#: every value of every knob listed here (docs/emulator.md gives the evidence for each side).
+OPEN_POINT_KNOBS: Final[Mapping[str, tuple[str, ...]]] = {
+    "REPEAT_REFUND_ANSWER": ("repeated_refundment_request", "original_result"),
+    "NOTIFY_ID_REUSE": ("fresh", "reused"),
 }
 
 _CONFIG_KEYS: Final = (
@@ -60,6 +75,7 @@ _CONFIG_KEYS: Final = (
     "RETRY_SCHEDULE",
     "TIMESTAMP_TOLERANCE",
     "NOTIFY_TIMEOUT",
+    *OPEN_POINT_KNOBS,
 )
 
 
@@ -184,6 +200,12 @@ def _knob(name: str, value: Any) -> Any:
         if not isinstance(gaps, list | tuple) or not gaps:
             raise ValueError("retry_schedule must be a list of seconds between sends")
         return [_seconds(name, gap) for gap in gaps]
+    if name in OPEN_POINT_KNOBS:
+        allowed = OPEN_POINT_KNOBS[name]
+        text = str(value).strip().lower() if isinstance(value, str) else value
+        if text not in allowed:
+            raise ValueError(f"{name.lower()} must be one of {', '.join(allowed)}, not {str(value)[:40]!r}")
+        return text
     if name == "TIMESTAMP_TOLERANCE" and value in (None, "", "none", "null"):
         return None
     return _seconds(name, value)

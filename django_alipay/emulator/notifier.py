@@ -1,10 +1,11 @@
 """Sending asynchronous notifications to merchants on Alipay's retry schedule, from a lazy background thread.
 
 Each due notification is POSTed as a form in the request's charset, signed, with a fresh ``notify_id`` per
-send. It is resent after 2m, 10m, 10m, 1h, 2h, 6h and 15h (eight sends in all, durations divided by the time
-scale) until the merchant answers ``success`` (trimmed, any letter case, with a 2xx status). Every send is
-recorded as a :class:`~django_alipay.emulator.models.Delivery`, created *before* the POST so that the
-merchant's ``notify_verify`` call made while handling it already finds its notify_id.
+send (the knob ``NOTIFY_ID_REUSE`` = ``reused`` keeps the first send's notify_id for every resend). It is
+resent after 2m, 10m, 10m, 1h, 2h, 6h and 15h (eight sends in all, durations divided by the time scale)
+until the merchant answers ``success`` (trimmed, any letter case, with a 2xx status). Every send is recorded
+as a :class:`~django_alipay.emulator.models.Delivery`, created *before* the POST so that the merchant's
+``notify_verify`` call made while handling it already finds its notify_id.
 """
 
 from __future__ import annotations
@@ -86,6 +87,15 @@ def _signed_body(notification: Notification, notify_id: str, notify_time: dateti
     return form_encode(params, notification.charset)
 
 
+def _notify_id_for(notification: Notification) -> str:
+    """A fresh notify_id per send, or the first send's for every resend (knob NOTIFY_ID_REUSE)."""
+    if runtime().get("NOTIFY_ID_REUSE") == "reused":
+        first = Delivery.objects.filter(notification=notification).order_by("id").first()
+        if first is not None:
+            return first.notify_id
+    return new_notify_id()
+
+
 def _send(
     notification: Notification, attempt: int, *, drop: bool = False, duplicate_of: Delivery | None = None
 ) -> Delivery:
@@ -94,7 +104,7 @@ def _send(
     if duplicate_of is not None:
         notify_id, notify_time, body = duplicate_of.notify_id, duplicate_of.notify_time, duplicate_of.body
     else:
-        notify_id, notify_time = new_notify_id(), state.now()
+        notify_id, notify_time = _notify_id_for(notification), state.now()
         body = _signed_body(notification, notify_id, notify_time)
     delivery = Delivery.objects.create(
         notification=notification,

@@ -261,7 +261,10 @@ def forex_refund(call: Call) -> Outcome:
             raise GatewayRefusal("SYSTEM_ERROR", violation)
         earlier = Refund.objects.filter(partner=partner, kind=Refund.FOREX, refund_id=out_return_no).first()
         if earlier is not None:
-            if earlier.request_params == identity:
+            # The forex_refund page documents REPEATED_REFUNDMENT_REQUEST for an out_return_no already used;
+            # whether an exact repeat gets the first answer instead is open (knob REPEAT_REFUND_ANSWER).
+            exact = earlier.request_params == identity
+            if exact and runtime().get("REPEAT_REFUND_ANSWER") == "original_result":
                 return call.bare_success(
                     note=f"exact repeat of out_return_no {out_return_no}: original result"
                 )

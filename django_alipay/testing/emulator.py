@@ -444,7 +444,8 @@ class EmulatorProcess:
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """Change run-time knobs: ``refund_interval``, ``notify_id_ttl``, ``retry_schedule``,
-        ``timestamp_tolerance`` (None: no check), ``notify_timeout``. Returns them all."""
+        ``timestamp_tolerance`` (None: no check), ``notify_timeout``, and the open-point knobs
+        (``repeat_refund_answer``, ``notify_id_reuse``, ... see ``OPEN_POINT_KNOBS``). Returns them all."""
         answer: dict[str, Any] = self.control("config", knobs)
         return answer
 

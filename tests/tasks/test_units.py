@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from django_alipay import schedule, tasks
 from django_alipay.domain import clock as domain_clock
-from django_alipay.domain import notifications, refunds
+from django_alipay.domain import notifications, reconciliation, refunds
 from django_alipay.enums import ProcessingOutcome, RefundStatus
 from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol import signing
@@ -205,6 +205,25 @@ def test_system_errors_are_retried_with_jittered_growing_delays_up_to_a_bound(
     assert "reconciliation keeps asking" in caplog.text
     trade = Trade.objects.get(pk=refund.trade_id)
     assert trade.refund_pending_amount == Decimal("5.00")  # still reserved: never released on a guess
+
+
+def test_a_resend_answered_repeated_refundment_request_ends_the_task_without_more_calls(
+    run_task: Callable[..., Run],
+    held: list[int],
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    # The answer is lost; the resend proves the request arrived and nothing more: its file will settle it.
+    gateway.once("forex_refund", lambda params: Reply(b"", status=504))
+    gateway.on("forex_refund", lambda params: gateway.refused("REPEATED_REFUNDMENT_REQUEST"))
+    refund = refunds.request_refund(make_trade(), Decimal("5.00"))
+    runs = [run_task(tasks.submit_refund, refund.pk, retries=retries) for retries in range(4)]
+
+    assert len(gateway.called("forex_refund")) == 2
+    assert [run.countdown is None for run in runs[1:]] == [True, True, True]
+    refund.refresh_from_db()
+    assert (refund.status, refund.error_code) == (RefundStatus.UNKNOWN, "REPEATED_REFUNDMENT_REQUEST")
+    assert not reconciliation.pending_refunds(age=0).filter(pk=refund.pk).exists()
 
 
 def test_an_unreachable_gateway_leaves_the_refund_requested_and_retries(
@@ -406,12 +425,15 @@ def test_reconcile_unknown_refunds_hands_them_to_the_refund_task(
 # --- the schedule and routing -------------------------------------------------------------------------------
 
 
-def test_the_beat_schedule_runs_both_reconciliations_and_expires_stale_runs() -> None:
+def test_the_beat_schedule_runs_both_reconciliations_and_the_file_settlement_and_expires_stale_runs() -> None:
     entries = schedule.beat_schedule(trades_every=600, refunds_every=timedelta(minutes=2))
     assert {name: entry["task"] for name, entry in entries.items()} == {
         "django_alipay.tasks.reconcile_open_trades": "django_alipay.tasks.reconcile_open_trades",
         "django_alipay.tasks.reconcile_unknown_refunds": "django_alipay.tasks.reconcile_unknown_refunds",
+        "django_alipay.tasks.settle_refunds_from_files": "django_alipay.tasks.settle_refunds_from_files",
     }
+    files_entry = entries["django_alipay.tasks.settle_refunds_from_files"]
+    assert (files_entry["schedule"], files_entry["options"]) == (timedelta(hours=1), {"expires": 3600.0})
     trades_entry = entries["django_alipay.tasks.reconcile_open_trades"]
     assert (trades_entry["schedule"], trades_entry["options"]) == (timedelta(minutes=10), {"expires": 600.0})
     refunds_entry = entries["django_alipay.tasks.reconcile_unknown_refunds"]
