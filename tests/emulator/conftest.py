@@ -23,7 +23,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from django_alipay.protocol import dsa
+from django_alipay.protocol import dsa, keys
 
 from .signer import Envelope, parse_envelope, sign, verify
 
@@ -56,17 +56,19 @@ class EmulatorProcess:
         self.log = workdir / "emulator.log"
         self.lines: queue.Queue[str] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None
+        self._log_file: Any = None
         self.ready_line = ""
         self.key_line = ""
         self._alipay_keys: dict[str, Any] | None = None
 
     def start(self) -> EmulatorProcess:
+        self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "django_alipay.emulator", "--port", "0", "--quiet", *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=self.log.open("w"),
+            stderr=self._log_file,
             text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -96,6 +98,7 @@ class EmulatorProcess:
         code = self.proc.wait(timeout=15)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        self._log_file.close()
         return code
 
     def control(self, path: str, data: dict[str, Any] | None = None, *, method: str | None = None) -> Any:
@@ -111,7 +114,7 @@ class EmulatorProcess:
         if self._alipay_keys is None:
             self._alipay_keys = self.control("keys")["keys"]
         pem = self._alipay_keys[sign_type]["public_key_pem"]
-        return serialization.load_pem_public_key(pem.encode())
+        return keys.load_public_key(pem)
 
     def merchant(
         self,

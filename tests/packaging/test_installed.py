@@ -295,6 +295,9 @@ ALIPAY = {**SHOP_ALIPAY, "CELERY_ENABLED": True}
 CELERY_BROKER_URL = os.environ["REDIS_URL"]
 """
 
+# The queues docs/celery.md tells a shop's worker to consume.
+WORKER_OPTIONS = ("-Q", "celery,alipay,alipay_refunds", "--pool", "solo", "--loglevel", "INFO")
+
 WORKER_APP = """
 import os
 
@@ -356,7 +359,7 @@ def test_a_worker_from_the_wheel_starts_on_redis_and_sends_a_refund(shop: FreshE
     log = tmp_path / "worker.log"
     with log.open("w") as output:
         worker = subprocess.Popen(
-            [str(shop.tool("celery")), "-A", "shop_celery", "worker", "--pool", "solo", "--loglevel", "INFO"],
+            [str(shop.tool("celery")), "-A", "shop_celery", "worker", *WORKER_OPTIONS],
             cwd=shop.work,
             env=shop.environ(**environ),
             stdout=output,
