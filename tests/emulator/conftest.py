@@ -23,6 +23,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
+from django_alipay.emulator.conf import OPEN_POINT_KNOBS
+
 from .signer import Envelope, parse_envelope, sign, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -357,10 +359,11 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
 @pytest.fixture
 def emu(emulator_process: EmulatorProcess) -> Iterator[EmulatorProcess]:
-    """The session's emulator, with faults, clock and time scale put back after each test."""
+    """The session's emulator; faults, clock, time scale and open-point knobs are put back after each test."""
     yield emulator_process
     emulator_process.control("faults", {})
     emulator_process.control("clock", {"now": "real", "time_scale": 1})
+    emulator_process.control("config", {name: values[0] for name, values in OPEN_POINT_KNOBS.items()})
 
 
 @pytest.fixture
