@@ -873,6 +873,7 @@ class GatewayClient:
             raw=reply.body,
             request=parsed.request,
             sign_verified=parsed.sign_verified,
+            sign_charset=parsed.sign_charset,
         )
 
     def _check_result_code(

@@ -723,7 +723,8 @@ class ServiceResult(Mapping[str, Any]):
     reads as None by attribute (KeyError by item); an undocumented field the gateway added reads as its
     string. ``fields`` holds the raw strings exactly as received (and signed), ``raw`` the response body,
     ``unparsed`` the names whose value could not be typed (an unknown status, a malformed time): those read
-    as strings.
+    as strings. ``sign_charset`` is the charset the answer's signature verified in (the declared one or the
+    request's), None when nothing was verified.
     """
 
     #: Documented response fields of the service (absent ones read as None).
@@ -738,6 +739,7 @@ class ServiceResult(Mapping[str, Any]):
     raw: bytes
     request: dict[str, str]
     sign_verified: bool | None
+    sign_charset: str | None
     unparsed: frozenset[str]
 
     def __init__(
@@ -748,12 +750,14 @@ class ServiceResult(Mapping[str, Any]):
         raw: bytes = b"",
         request: Mapping[str, str] | None = None,
         sign_verified: bool | None = None,
+        sign_charset: str | None = None,
     ) -> None:
         self.service = service
         self.fields = dict(fields)
         self.raw = raw
         self.request = dict(request or {})
         self.sign_verified = sign_verified
+        self.sign_charset = sign_charset
         values: dict[str, object] = {}
         unparsed: set[str] = set()
         for name, text in self.fields.items():

@@ -32,7 +32,7 @@ def test_a_gbk_answer_signed_in_the_utf8_request_charset_is_trusted(stub, make_c
 
     result = make_client(charset="utf-8").single_trade_query(out_trade_no="CN-0001")
 
-    assert result.sign_verified is True
+    assert (result.sign_verified, result.sign_charset) == (True, "utf-8")
     assert result.fields["subject"] == "龙井茶 250g"
 
 
