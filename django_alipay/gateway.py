@@ -42,6 +42,8 @@ def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None
         timeout=(float(app_settings.HTTP_CONNECT_TIMEOUT), float(app_settings.HTTP_READ_TIMEOUT)),
         deadline=float(app_settings.HTTP_TOTAL_TIMEOUT),
         clock=clock,
+        notify_verify_url=merchant.resolved_notify_verify_url(),
+        notify_verify_method="POST" if merchant.notify_verify_method == "POST" else "GET",
     )
 
 
@@ -100,6 +102,8 @@ def _fingerprint(merchant: Merchant, instore: bool) -> str:
         merchant.resolved_gateway_url(instore=instore),
         merchant.instore_gateway_url or "",
         merchant.gateway_url or "",
+        merchant.notify_verify_url or "",
+        merchant.notify_verify_method,
         # The stored Fernet tokens stand for the keys: no decryption on this hot path.
         *(_token(getattr(merchant, field.attname)) for field in _SECRET_FIELDS),
         str(app_settings.HTTP_CONNECT_TIMEOUT),

@@ -52,7 +52,16 @@ class MerchantAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "partner", "environment", "is_active", "currency")}),
         (
             gettext_lazy("Gateway"),
-            {"fields": ("sign_type", "charset", "gateway_url", "instore_gateway_url")},
+            {
+                "fields": (
+                    "sign_type",
+                    "charset",
+                    "gateway_url",
+                    "instore_gateway_url",
+                    "notify_verify_url",
+                    "notify_verify_method",
+                )
+            },
         ),
         (
             gettext_lazy("Keys (write-only: what you type replaces the stored key; empty keeps it)"),

@@ -190,7 +190,7 @@ def faults(request: HttpRequest) -> HttpResponse:
 @control_view(["GET", "POST"])
 def config(request: HttpRequest) -> HttpResponse:
     """GET/POST the run-time knobs: refund_interval, notify_id_ttl, retry_schedule, timestamp_tolerance,
-    notify_timeout."""
+    notify_timeout, and the open-point knobs (conf.OPEN_POINT_KNOBS)."""
     state = runtime()
     if request.method == "POST":
         try:

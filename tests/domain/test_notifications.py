@@ -308,7 +308,7 @@ def test_n32_true_with_surrounding_whitespace_counts(
     assert deliver(merchant, sign_form(trade_params(unpaid))).status == 200
 
 
-@pytest.mark.parametrize(("notify_id", "flag"), [(None, "missing_notify_id"), ("x" * 35, "bad_notify_id")])
+@pytest.mark.parametrize(("notify_id", "flag"), [(None, "missing_notify_id"), ("x" * 129, "bad_notify_id")])
 def test_n33_notify_id_missing_or_too_long(
     merchant: Merchant, unpaid: Trade, notify_id: Any, flag: str
 ) -> None:

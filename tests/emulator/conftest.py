@@ -23,6 +23,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from django_alipay.emulator.conf import OPEN_POINT_KNOBS
 from django_alipay.protocol import dsa, keys
 
 from .signer import Envelope, parse_envelope, sign, verify
@@ -365,10 +366,11 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
 @pytest.fixture
 def emu(emulator_process: EmulatorProcess) -> Iterator[EmulatorProcess]:
-    """The session's emulator, with faults, clock and time scale put back after each test."""
+    """The session's emulator; faults, clock, time scale and open-point knobs are put back after each test."""
     yield emulator_process
     emulator_process.control("faults", {})
     emulator_process.control("clock", {"now": "real", "time_scale": 1})
+    emulator_process.control("config", {name: values[0] for name, values in OPEN_POINT_KNOBS.items()})
 
 
 @pytest.fixture

@@ -192,7 +192,8 @@ def _page_error(response: requests.Response) -> str:
     return match.group(1)
 
 
-def test_duplicate_out_trade_no(merchant: Merchant) -> None:
+def test_duplicate_out_trade_no_when_the_gateway_resumes_an_identical_order(merchant: Merchant) -> None:
+    merchant.emu.control("config", {"duplicate_trade": "resume_identical"})
     out_trade_no, location = merchant.online_trade("5.00")
     params = {
         "out_trade_no": out_trade_no,

@@ -411,7 +411,7 @@ def test_n33_missing_notify_id():
 
 
 def test_n33_overlong_notify_id():
-    rejected(body(signed({**TRADE, "notify_id": "n" * 35})), "bad_notify_id")
+    rejected(body(signed({**TRADE, "notify_id": "n" * 129})), "bad_notify_id")
 
 
 @pytest.mark.parametrize(
