@@ -9,11 +9,11 @@ The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
    so the notify view must be ``transaction.non_atomic_requests`` (a loud error beats a silent lost row).
 2. **Verify**: decode with the declared or merchant charset (duplicates, NUL bytes, bad bytes refused),
    check the signature with *this merchant's* keys and its own sign type only, then ``notify_verify`` within
-   ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already acted upon, identical and
-   correctly signed, is acknowledged as a duplicate without asking notify_verify again (Alipay reportedly
+   ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already applied, with the same
+   signed fields and correctly signed, is acknowledged as a duplicate without asking notify_verify again (Alipay reportedly
    refuses to re-verify an acknowledged notify_id, which would turn a lost ``success`` into endless retries).
-3. **Process** in one durable transaction with the trade row locked: deduplicate by notify_id and by
-   (trade, status) / (refund, status), check amount, currency and partner, apply the status forward only
+3. **Process** in one durable transaction with the trade row locked: deduplicate against applied rows by
+   notify_id and signed fields and by (trade, status) / (refund, status), check amount, currency and partner, apply the status forward only
    through :mod:`~django_alipay.domain.trades` / :mod:`~django_alipay.domain.refunds`. A race between two
    identical deliveries ends in one effect: the second waits for the lock and then sees the first; the
    partial unique constraint on (merchant, notify_id) is the backstop.
@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
@@ -291,7 +291,8 @@ def _verify_and_process(
         return _reject(notification, status, flag, exc.message)
 
     params = parsed.params
-    is_refund = any(name in params for name in ("refund_status", "out_return_no", "partner_refund_id"))
+    # Only fields with a value are signed: an empty ``refund_status=`` anyone can append decides nothing.
+    is_refund = wire.names_a_refund(params)
     # Kept on the instance; the next write (whatever the outcome) stores them with it.
     _remember(
         notification,
@@ -328,8 +329,10 @@ def _verify_and_process(
             outcome=ProcessingOutcome.RETRY,
         )
 
-    earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
-    if earlier is not None and earlier.params == params:
+    # The same notify_id with the same signed content: applied already, it is a duplicate; only ignored (not
+    # applied), it is processed again, without asking notify_verify about a notify_id it already confirmed.
+    earlier = _same_delivery(merchant, verified, exclude=notification.pk)
+    if earlier is not None and earlier.outcome == ProcessingOutcome.PROCESSED:
         _update(
             notification,
             verification=Verification.VERIFIED,
@@ -342,7 +345,7 @@ def _verify_and_process(
         _send_received(notification)
         return _success(notification, "duplicate")
 
-    if app_settings.NOTIFY_VERIFY and ask_alipay:
+    if app_settings.NOTIFY_VERIFY and ask_alipay and earlier is None:
         try:
             genuine = gateway.shared_client(merchant).notify_verify(
                 verified.notify_id or "", deadline=float(app_settings.NOTIFY_VERIFY_TIMEOUT)
@@ -379,13 +382,36 @@ def _flag(exc: NotificationError) -> NotificationFlag:
         return NotificationFlag.MALFORMED
 
 
-def _acknowledged(merchant: Merchant, notify_id: str, *, exclude: int) -> Notification | None:
+def _same_delivery(
+    merchant: Merchant, verified: wire.VerifiedNotification, *, exclude: int
+) -> Notification | None:
+    """The first earlier acknowledged delivery of this notify_id whose signed fields are the same as these.
+
+    Unsigned (empty) parameters are left out of the comparison: adding one changes nothing Alipay signed.
+    """
+    notify_id = verified.notify_id or ""
+    if not notify_id:
+        return None
+    signed = wire.signed_fields(verified.params)
+    rows = (
+        Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
+        .exclude(pk=exclude)
+        .only("pk", "params", "outcome", "trade", "refund")  # not the stored body and headers
+        .order_by("pk")
+    )
+    return next((row for row in rows if wire.signed_fields(row.params) == signed), None)
+
+
+def _applied(merchant: Merchant, notify_id: str, *, exclude: int) -> Notification | None:
+    """The delivery of this notify_id that was applied (at most one: the unique constraint)."""
     if not notify_id:
         return None
     return (
-        Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
+        Notification.objects.filter(
+            merchant=merchant, notify_id=notify_id, outcome=ProcessingOutcome.PROCESSED
+        )
         .exclude(pk=exclude)
-        .only("pk", "params", "trade", "refund")  # not the stored body and headers
+        .only("pk", "params", "trade", "refund")
         .order_by("pk")
         .first()
     )
@@ -424,8 +450,8 @@ def _process(
                 result = _process_trade(notification, merchant, verified)
             _record(notification, result)
     except IntegrityError:
-        # Another delivery of this notify_id was acknowledged meanwhile: the unique constraint caught it.
-        earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
+        # Another delivery of this notify_id was applied meanwhile: the unique constraint caught it.
+        earlier = _applied(merchant, verified.notify_id or "", exclude=notification.pk)
         if earlier is None:
             raise
         result = _Result(
@@ -481,20 +507,24 @@ def _answer(notification: Notification, result: _Result) -> NotificationAnswer:
 def _duplicate(
     notification: Notification, merchant: Merchant, *, notify_id: str, **same: Any
 ) -> Notification | None:
-    """An earlier acknowledged delivery of the same notify_id, or of the same status for the same object.
+    """An earlier *applied* delivery of the same notify_id and signed content, or of the same status for the
+    same object.
 
-    One query for both (the first such row); it runs under the trade's row lock.
+    A delivery that was stored but not applied (ignored, rejected, retried) never makes a later one a
+    duplicate. One query for both (the first such row); it runs under the trade's row lock.
     """
-    same_status = Q(outcome=ProcessingOutcome.PROCESSED, **same)
-    same_id = Q(notify_id=notify_id, outcome__in=_ACKNOWLEDGED) if notify_id else Q(pk__in=[])
-    return (
-        Notification.objects.filter(merchant=merchant)
+    same_status = Q(**same)
+    same_id = Q(notify_id=notify_id) if notify_id else Q(pk__in=[])
+    signed = wire.signed_fields(notification.params)
+    rows = (
+        Notification.objects.filter(merchant=merchant, outcome=ProcessingOutcome.PROCESSED)
         .filter(same_id | same_status)
         .exclude(pk=notification.pk)
-        .only("pk")
+        .annotate(by_status=Case(When(same_status, then=Value(True)), default=Value(False)))
+        .only("pk", "params")
         .order_by("pk")
-        .first()
     )
+    return next((row for row in rows if row.by_status or wire.signed_fields(row.params) == signed), None)
 
 
 def _partner_mismatch(merchant: Merchant, params: Mapping[str, str]) -> str | None:
