@@ -129,8 +129,9 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
         "DRF permission classes (dotted paths or classes) every REST API request must pass; default: staff.",
     ),
     "API_MERCHANTS_FOR_USER": Setting(
-        "django_alipay.api.permissions.merchants_for_user",
-        "Dotted path (or callable) giving the merchants a user may see in the REST API (queryset or ids).",
+        "django_alipay.access.merchants_for_user",
+        "Dotted path (or callable) giving the merchants a user may see and act on, in the admin and the REST "
+        "API alike (queryset or ids).",
     ),
 }
 

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from django_alipay.admin.common import MerchantScopedAdmin
 from django_alipay.domain import merchants
 from django_alipay.enums import Environment
 from django_alipay.forms import MerchantAdminForm
@@ -35,10 +36,11 @@ def _report(request: HttpRequest, merchant: Merchant) -> None:
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(MerchantScopedAdmin):
     """Merchants with write-only secrets (last characters and a fingerprint shown, never the secret)."""
 
     form = MerchantAdminForm
+    merchant_path = "pk"
     formfield_overrides: ClassVar[dict[type[models.Field[Any, Any]], dict[str, Any]]] = {
         models.URLField: {"assume_scheme": "https"}
     }

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
 from drf_spectacular.openapi import AutoSchema
@@ -30,6 +30,7 @@ from rest_framework.reverse import reverse
 from rest_framework.routers import APIRootView
 from rest_framework.views import APIView
 
+from django_alipay.access import access_for
 from django_alipay.api import errors
 from django_alipay.api.pagination import Pagination
 from django_alipay.api.permissions import (
@@ -37,7 +38,6 @@ from django_alipay.api.permissions import (
     CanRefundTrade,
     CanReverseTrade,
     CanSyncTrade,
-    allowed_merchants,
     api_permission_classes,
 )
 from django_alipay.api.schema import document
@@ -227,7 +227,8 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
     def get_queryset(self) -> QuerySet[Trade]:
         """The user's trades, newest first, filtered by the list's query parameters."""
         queryset = (
-            Trade.objects.filter(merchant__in=allowed_merchants(self.request.user))
+            access_for(self.request.user)
+            .scope(Trade.objects.all())
             .select_related("merchant")
             .order_by("-created_at", "-pk")
         )
@@ -386,7 +387,8 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet
     def get_queryset(self) -> QuerySet[Refund]:
         """The user's refunds, newest first, filtered by the list's query parameters."""
         queryset = (
-            Refund.objects.filter(merchant__in=allowed_merchants(self.request.user))
+            access_for(self.request.user)
+            .scope(Refund.objects.all())
             .select_related("trade")
             .order_by("-created_at", "-pk")
         )
@@ -421,11 +423,11 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIV
 
     def get_queryset(self) -> QuerySet[Notification]:
         """The user's notifications (those naming no merchant: superusers only), newest first."""
-        user = self.request.user
-        mine = Q(merchant__in=allowed_merchants(user))
-        if getattr(user, "is_superuser", False):
-            mine |= Q(merchant__isnull=True)
-        queryset = Notification.objects.filter(mine).order_by("-received_at", "-pk")
+        queryset = (
+            access_for(self.request.user)
+            .scope(Notification.objects.all(), unassigned=True)
+            .order_by("-received_at", "-pk")
+        )
         if self.action == "list":
             queryset = queryset.filter(**_valid(NotificationFilterSerializer, self.request.query_params))
         return queryset

@@ -10,13 +10,15 @@ The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
 2. **Verify**: decode with the declared or merchant charset (duplicates, NUL bytes, bad bytes refused),
    check the signature with *this merchant's* keys and its own sign type only, then ``notify_verify`` within
    ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already applied, with the same
-   signed fields and correctly signed, is acknowledged as a duplicate without asking notify_verify again (Alipay reportedly
-   refuses to re-verify an acknowledged notify_id, which would turn a lost ``success`` into endless retries).
+   signed fields and correctly signed, is acknowledged as a duplicate without asking notify_verify again
+   (Alipay reportedly refuses to re-verify an acknowledged notify_id, which would turn a lost ``success``
+   into endless retries).
 3. **Process** in one durable transaction with the trade row locked: deduplicate against applied rows by
-   notify_id and signed fields and by (trade, status) / (refund, status), check amount, currency and partner, apply the status forward only
-   through :mod:`~django_alipay.domain.trades` / :mod:`~django_alipay.domain.refunds`. A race between two
-   identical deliveries ends in one effect: the second waits for the lock and then sees the first; the
-   partial unique constraint on (merchant, notify_id) is the backstop.
+   notify_id and signed fields and by (trade, status) / (refund, status), check amount, currency and
+   partner, apply the status forward only through :mod:`~django_alipay.domain.trades` /
+   :mod:`~django_alipay.domain.refunds`. A race between two identical deliveries ends in one effect: the
+   second waits for the lock and then sees the first; the partial unique constraint on (merchant,
+   notify_id) is the backstop.
 4. **Answer** ``success`` only after that commit (see :class:`NotificationAnswer`).
 """
 

@@ -7,17 +7,23 @@ its name; the details of each rule are tested next to the code that keeps it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.test import Client
+from django.urls import reverse
 
 from django_alipay.domain import clock as domain_clock
-from django_alipay.models import Merchant, Notification, Trade
+from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol import signing
 from django_alipay.protocol.clock import format_datetime
 from tests.conftest import TEST_MD5_KEY
+from tests.domain.fakegateway import FakeGateway
+from tests.web.conftest import CASHIER_PERMISSIONS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql")]
 
@@ -56,3 +62,59 @@ def test_an_appended_empty_refund_status_cannot_stop_a_genuine_payment_from_bein
     assert answer.status_code == 200
     assert Trade.objects.get(pk=trade.pk).status == "TRADE_FINISHED"
     assert Notification.objects.filter(outcome="processed").count() == 1
+
+
+def merchants_named_for_the_user(user: Any) -> QuerySet[Merchant]:
+    """A project's ``API_MERCHANTS_FOR_USER``: the merchants whose name starts with the user's name."""
+    return Merchant.objects.filter(name__startswith=f"{user.username}:")
+
+
+def test_staff_of_one_merchant_cannot_see_or_refund_another_merchants_trade_in_the_admin(
+    settings: Any,
+    merchant: Merchant,
+    make_merchant: Callable[..., Merchant],
+    make_trade: Callable[..., Trade],
+    make_staff: Callable[..., User],
+    gateway: FakeGateway,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "API_MERCHANTS_FOR_USER": merchants_named_for_the_user}
+    bobs_shop = make_merchant(name="bob: tea", gateway_url=gateway.url)
+    bobs = make_trade(merchant=bobs_shop, out_trade_no="BOB-1")
+    theirs = make_trade(out_trade_no="NOT-BOBS-1", product="barcode", status="TRADE_SUCCESS")
+    their_refund = Refund.objects.create(
+        trade=theirs,
+        merchant=merchant,
+        gateway_refund_id="RF-NOT-BOBS",
+        amount=Decimal("1.00"),
+        currency="USD",
+    )
+    their_note = Notification.objects.create(merchant=merchant, out_trade_no=theirs.out_trade_no)
+    bob = Client()
+    bob.force_login(make_staff(*CASHIER_PERMISSIONS, username="bob"))
+
+    trades = bob.get(reverse("admin:django_alipay_trade_changelist")).content.decode()
+    assert bobs.out_trade_no in trades
+    assert theirs.out_trade_no not in trades
+    for name in ("trade", "refund", "notification", "merchant"):
+        listing = bob.get(reverse(f"admin:django_alipay_{name}_changelist")).content.decode()
+        assert "NOT-BOBS" not in listing
+        assert merchant.name not in listing
+    for name, obj in (("trade", theirs), ("refund", their_refund), ("notification", their_note)):
+        page = bob.get(reverse(f"admin:django_alipay_{name}_change", args=[obj.pk]))
+        assert page.status_code == 302  # the admin's "does not exist" redirect
+    assert bob.get(reverse("admin:django_alipay_merchant_change", args=[merchant.pk])).status_code == 302
+    refund_url = reverse("admin:django_alipay_trade_refund", args=[theirs.pk])
+    assert bob.get(refund_url).status_code == 404
+    assert bob.post(refund_url, {"amount": "1.00", "idempotency_key": "k"}).status_code == 404
+    reverse_url = reverse("admin:django_alipay_trade_reverse", args=[theirs.pk])
+    assert bob.post(reverse_url, {"idempotency_key": "k"}).status_code == 404
+    assert bob.post(reverse("admin:django_alipay_trade_sync", args=[theirs.pk])).status_code == 404
+    bulk = {
+        "action": "refund_in_full",
+        "_selected_action": [theirs.pk],
+        "confirm": "yes",
+        "idempotency_key": "k",
+    }
+    bob.post(reverse("admin:django_alipay_trade_changelist"), bulk)
+    assert list(Refund.objects.filter(trade=theirs)) == [their_refund]
+    assert not gateway.calls
