@@ -311,10 +311,11 @@ def _verify_and_process(
         )[:64],
     )
 
-    allowed = [merchant.sign_type] if merchant.sign_type in app_settings.ALLOWED_SIGN_TYPES else []
     try:
         keys = merchant.verification_keys()
-        verified = wire.verify_notification(parsed, key=keys, allowed_sign_types=allowed)
+        verified = wire.verify_notification(
+            parsed, key=keys, allowed_sign_types=_allowed_sign_types(merchant)
+        )
     except NotificationError as exc:
         return _reject(notification, 400, _flag(exc), exc.message)
     except (AlipayConfigurationError, AlipayError) as exc:
@@ -367,6 +368,11 @@ def _verify_and_process(
             )
     notification.verification = Verification.VERIFIED  # written with the processing record
     return _process(notification, merchant, verified)
+
+
+def _allowed_sign_types(merchant: Merchant) -> list[str]:
+    """One sign-type rule for notifications and return visits: the merchant's own, if the app allows it."""
+    return [merchant.sign_type] if merchant.sign_type in app_settings.ALLOWED_SIGN_TYPES else []
 
 
 def _remember(notification: Notification, **fields: Any) -> None:
@@ -806,7 +812,7 @@ def receive_return(
         verified = wire.verify_notification(
             parsed,
             key=merchant.verification_keys(),
-            allowed_sign_types=[merchant.sign_type],
+            allowed_sign_types=_allowed_sign_types(merchant),
             require_notify_id=False,
         )
     except NotificationError as exc:

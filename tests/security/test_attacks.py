@@ -18,6 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from django_alipay.domain import clock as domain_clock
+from django_alipay.domain import notifications
 from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol import signing
 from django_alipay.protocol.clock import format_datetime
@@ -118,3 +119,15 @@ def test_staff_of_one_merchant_cannot_see_or_refund_another_merchants_trade_in_t
     bob.post(reverse("admin:django_alipay_trade_changelist"), bulk)
     assert list(Refund.objects.filter(trade=theirs)) == [their_refund]
     assert not gateway.calls
+
+
+def test_a_return_visit_signed_with_a_sign_type_the_app_no_longer_allows_is_not_shown_as_genuine(
+    settings: Any, merchant: Merchant, make_trade: Callable[..., Trade]
+) -> None:
+    # The shop has turned MD5 off; an MD5-signed return URL (say, leaked from an old visit) must not pass.
+    settings.ALIPAY = {**settings.ALIPAY, "ALLOWED_SIGN_TYPES": ["RSA2"]}
+    trade = make_trade(status="WAIT_BUYER_PAY", paid_at=None)
+    params = {"out_trade_no": trade.out_trade_no, "trade_status": "TRADE_FINISHED", "total_fee": "100.00"}
+    visit = notifications.receive_return(merchant.notify_token, query_string=_signed(params).decode())
+    assert not visit.genuine
+    assert Notification.objects.get(pk=visit.notification.pk).verification == "rejected"
