@@ -23,6 +23,7 @@ from django_alipay.domain import merchants
 from django_alipay.enums import Environment
 from django_alipay.forms import MerchantAdminForm
 from django_alipay.models import Merchant
+from django_alipay.models.merchant import ENCRYPTED_FIELDS
 
 __all__ = ["MerchantAdmin"]
 
@@ -62,6 +63,33 @@ class MerchantAdmin(MerchantScopedAdmin):
         ),
         (gettext_lazy("Record"), {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
+
+    # --- view-only pages: the keys as their last characters, never the stored value -----------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: Merchant | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        masked = {name: f"{name}_masked" for name in ENCRYPTED_FIELDS}
+        return [
+            (title, {**options, "fields": tuple(masked.get(str(f), f) for f in options["fields"])})
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Merchant | None = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), *(f"{name}_masked" for name in ENCRYPTED_FIELDS))
+
+    @admin.display(description=gettext_lazy("MD5 key"))
+    def md5_key_masked(self, obj: Merchant) -> str:
+        return obj.masked("md5_key") or "—"
+
+    @admin.display(description=gettext_lazy("merchant private key"))
+    def private_key_masked(self, obj: Merchant) -> str:
+        return obj.masked("private_key") or "—"
+
+    @admin.display(description=gettext_lazy("Alipay public key"))
+    def alipay_public_key_masked(self, obj: Merchant) -> str:
+        return obj.masked("alipay_public_key") or "—"
 
     # --- display --------------------------------------------------------------------------------------------
 

@@ -131,3 +131,16 @@ def test_a_return_visit_signed_with_a_sign_type_the_app_no_longer_allows_is_not_
     visit = notifications.receive_return(merchant.notify_token, query_string=_signed(params).decode())
     assert not visit.genuine
     assert Notification.objects.get(pk=visit.notification.pk).verification == "rejected"
+
+
+def test_view_only_staff_open_a_merchant_page_without_a_server_error_or_its_secrets(
+    merchant: Merchant, make_staff: Callable[..., User]
+) -> None:
+    viewer = Client()
+    viewer.force_login(make_staff("view_merchant"))
+    page = viewer.get(reverse("admin:django_alipay_merchant_change", args=[merchant.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert merchant.partner in text
+    assert TEST_MD5_KEY not in text
+    assert merchant.masked("md5_key") in text  # what is stored, shown the write-only way
