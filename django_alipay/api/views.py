@@ -21,7 +21,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -33,6 +32,7 @@ from rest_framework.views import APIView
 from django_alipay.access import access_for
 from django_alipay.api import errors
 from django_alipay.api.pagination import Pagination
+from django_alipay.api.parsers import StrictJSONParser
 from django_alipay.api.permissions import (
     CanCreateTrade,
     CanRefundTrade,
@@ -134,7 +134,7 @@ class APIViewSet(viewsets.GenericViewSet[Any]):
     """The API's common policies: JSON in, JSON or the browsable API out, its permissions and error bodies."""
 
     schema = AutoSchema()
-    parser_classes = (JSONParser,)
+    parser_classes = (StrictJSONParser,)
     renderer_classes = (JSONRenderer, BrowsableRenderer)
     pagination_class = Pagination
     #: Permission classes added to the configured ones, by "action:METHOD" ("*": every request).
@@ -172,7 +172,7 @@ class NotFoundView(APIView):
     schema = None
     permission_classes = ()
     renderer_classes = (JSONRenderer, BrowsableRenderer)
-    parser_classes = (JSONParser,)
+    parser_classes = (StrictJSONParser,)
 
     def get_exception_handler(self) -> Callable[..., Response | None]:
         """Every error answers with the API's error body."""

@@ -144,3 +144,21 @@ def test_view_only_staff_open_a_merchant_page_without_a_server_error_or_its_secr
     assert merchant.partner in text
     assert TEST_MD5_KEY not in text
     assert merchant.masked("md5_key") in text  # what is stored, shown the write-only way
+
+
+@pytest.mark.usefixtures("rest_api")
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_a_deeply_nested_json_body_gets_the_apis_own_400_not_a_server_error(
+    admin_user: User, make_trade: Callable[..., Trade], depth: int
+) -> None:
+    from rest_framework.test import APIClient
+
+    trade = make_trade()
+    client = APIClient()
+    client.force_authenticate(admin_user)
+    body = '{"amount": ' + "[" * depth + "]" * depth + "}"
+    url = f"/alipay/api/trades/{trade.pk}/refunds/"
+    answer = client.post(url, body, content_type="application/json", headers={"Idempotency-Key": "deep"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "parse_error"
+    assert not Refund.objects.exists()
