@@ -67,6 +67,11 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "NOTIFY_MAX_BODY_BYTES": Setting(
         65536, "Largest notification body stored and parsed; larger ones are refused with metadata only."
     ),
+    "UNKNOWN_TOKEN_ROWS_PER_MINUTE": Setting(
+        60,
+        "Requests to a notify or return URL of no merchant stored per minute (a fingerprint each: size and "
+        "SHA-256, not the body); past it they are answered without a row (shared through the cache).",
+    ),
     "NOTIFY_MAX_IN_FLIGHT": Setting(
         None,
         "Notifications one process works on at once; past it they are answered 503 at once and Alipay "

@@ -24,14 +24,18 @@ The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+import threading
+import time
 import traceback as traceback_module
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils.translation import gettext as _
@@ -131,6 +135,45 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return ""
 
 
+#: What is kept of the query string of a request to an unknown notify URL (it names nothing of ours).
+UNKNOWN_TOKEN_QUERY_CHARS = 256
+_unknown_counts: dict[int, int] = {}
+_unknown_lock = threading.Lock()
+
+
+def _unknown_token_admitted() -> bool:
+    """Whether one more row for an unknown notify URL fits this minute's ``UNKNOWN_TOKEN_ROWS_PER_MINUTE``.
+
+    Counted in the default cache (shared by every process using it), or in this process when the cache
+    fails. Wall-clock minutes, not the domain clock: the bound is on real traffic.
+    """
+    limit = app_settings.UNKNOWN_TOKEN_ROWS_PER_MINUTE
+    if limit is None:
+        return True
+    window = int(time.time() // 60)
+    try:
+        key = f"django_alipay:unknown-token-rows:{window}"
+        cache.add(key, 0, timeout=120)
+        count = int(cache.incr(key))
+    except Exception:  # the cache is down or not shared: count in this process instead
+        with _unknown_lock:
+            for old in [w for w in _unknown_counts if w != window]:
+                del _unknown_counts[old]
+            count = _unknown_counts[window] = _unknown_counts.get(window, 0) + 1
+    if count == int(limit) + 1:
+        logger.warning(
+            "more than %s requests to unknown notify URLs this minute: no more are stored until the next one",
+            limit,
+        )
+    return count <= int(limit)
+
+
+def _merchant_for(merchant_token: str) -> Merchant | None:
+    if isinstance(merchant_token, str) and 0 < len(merchant_token) <= 64:
+        return Merchant.objects.filter(notify_token=merchant_token).first()
+    return None
+
+
 def _store(
     merchant_token: str,
     *,
@@ -141,11 +184,18 @@ def _store(
     headers: Mapping[str, str],
     method: str,
     kind: NotificationKind,
-) -> Notification:
+) -> Notification | None:
+    """The stored request; for a token naming no merchant a fingerprint only, or None past the rate limit."""
     limit = int(app_settings.NOTIFY_MAX_BODY_BYTES)
-    merchant = None
-    if isinstance(merchant_token, str) and 0 < len(merchant_token) <= 64:
-        merchant = Merchant.objects.filter(notify_token=merchant_token).first()
+    merchant = _merchant_for(merchant_token)
+    flag_info = ""
+    if merchant is None:
+        # Anyone can post to any URL: keep what identifies the request, not what it carries, and only so many.
+        if not _unknown_token_admitted():
+            return None
+        flag_info = f"{len(body)} bytes, SHA-256 {hashlib.sha256(body).hexdigest()}"
+        query_string = (query_string or "")[:UNKNOWN_TOKEN_QUERY_CHARS]
+        limit = 0
     kept = {name: _clean(_header(headers, name), 512) for name in KEPT_HEADERS if _header(headers, name)}
     with transaction.atomic(durable=True):
         return Notification.objects.create(
@@ -161,6 +211,7 @@ def _store(
             headers=kept,
             remote_addr=_ip(remote_addr),
             forwarded_for=_clean(_header(headers, "X-Forwarded-For"), 512),
+            flag_info=flag_info,
         )
 
 
@@ -233,13 +284,18 @@ def receive(
         method=method,
         kind=NotificationKind.UNKNOWN,
     )
+    if notification is None:
+        return _failure(404, None, NotificationFlag.UNKNOWN_MERCHANT.value, "no merchant has this notify URL")
     if body_for_store is not body:
         _update(notification, body_size=len(body), body_truncated=True)
         return _reject(notification, 413, NotificationFlag.BODY_TOO_LARGE, f"{len(body)} bytes")
     merchant = notification.merchant
     if merchant is None:
         return _reject(
-            notification, 404, NotificationFlag.UNKNOWN_MERCHANT, "no merchant has this notify URL"
+            notification,
+            404,
+            NotificationFlag.UNKNOWN_MERCHANT,
+            f"no merchant has this notify URL; {notification.flag_info}",
         )
     return _run(notification, merchant, body, content_type, query_string, ask_alipay=True)
 
@@ -775,7 +831,7 @@ class ReturnVisit:
     notification or a query.
     """
 
-    notification: Notification
+    notification: Notification | None  # None: an unknown return URL past the rate limit, nothing stored
     genuine: bool
     trade: Trade | None
 
@@ -798,6 +854,8 @@ def receive_return(
         method="GET",
         kind=NotificationKind.RETURN,
     )
+    if notification is None:
+        return ReturnVisit(None, False, None)
     merchant = notification.merchant
     if merchant is None:
         _update(

@@ -6,6 +6,7 @@ its name; the details of each rule are tested next to the code that keeps it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -13,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.db.models import QuerySet
 from django.test import Client
 from django.urls import reverse
@@ -130,6 +132,7 @@ def test_a_return_visit_signed_with_a_sign_type_the_app_no_longer_allows_is_not_
     params = {"out_trade_no": trade.out_trade_no, "trade_status": "TRADE_FINISHED", "total_fee": "100.00"}
     visit = notifications.receive_return(merchant.notify_token, query_string=_signed(params).decode())
     assert not visit.genuine
+    assert visit.notification is not None
     assert Notification.objects.get(pk=visit.notification.pk).verification == "rejected"
 
 
@@ -162,3 +165,25 @@ def test_a_deeply_nested_json_body_gets_the_apis_own_400_not_a_server_error(
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "parse_error"
     assert not Refund.objects.exists()
+
+
+def test_flooding_an_unknown_notify_url_with_large_bodies_stores_little_and_only_so_many_rows(
+    settings: Any,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "UNKNOWN_TOKEN_ROWS_PER_MINUTE": 2}
+    cache.clear()
+    body = b"x=" + b"A" * 60_000
+    for number in range(10):
+        answer = Client().post(
+            f"/alipay/notify/no-such-token-{number}/?q={'B' * 5000}", body, content_type=FORM
+        )
+        assert answer.status_code == 404
+    stored = list(Notification.objects.all())
+    # Two rows a minute; the ten posts may straddle one minute boundary, never two.
+    assert 1 <= len(stored) <= 4
+    for row in stored:
+        assert row.merchant is None
+        assert bytes(row.body) == b""
+        assert len(row.query_string) <= 256
+        assert row.body_size == len(body)
+        assert hashlib.sha256(body).hexdigest() in row.flag_info
