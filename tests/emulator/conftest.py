@@ -23,6 +23,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 
+from tests.conftest import CONTROL_HEADERS
+
 from .signer import Envelope, parse_envelope, sign, verify
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +98,7 @@ class EmulatorProcess:
     def control(self, path: str, data: dict[str, Any] | None = None, *, method: str | None = None) -> Any:
         url = f"{self.base}/control/{path}"
         if (method or ("POST" if data is not None else "GET")) == "POST":
-            response = requests.post(url, json=data or {}, timeout=30)
+            response = requests.post(url, json=data or {}, headers=CONTROL_HEADERS, timeout=30)
         else:
             response = requests.get(url, timeout=30)
         assert response.status_code == 200, (response.status_code, response.text)

@@ -187,3 +187,22 @@ def test_flooding_an_unknown_notify_url_with_large_bodies_stores_little_and_only
         assert len(row.query_string) <= 256
         assert row.body_size == len(body)
         assert hashlib.sha256(body).hexdigest() in row.flag_info
+
+
+def test_a_cross_site_form_post_cannot_pay_a_trade_or_replace_a_partners_key_at_the_emulator(
+    settings: Any,
+) -> None:
+    from django_alipay.emulator import api
+    from django_alipay.emulator.models import Partner
+
+    settings.ALIPAY_EMULATOR = {"NOTIFIER_THREAD": False}
+    api.register_partner("2088000099990001", md5_key="a" * 32)
+    browser = Client(enforce_csrf_checks=True)  # a visitor's browser, posting another site's form
+    replaced = browser.post(
+        "/emulator/control/partners", {"partner": "2088000099990001", "md5_key": "b" * 32}
+    )
+    paid = browser.post("/emulator/control/pay", {"partner": "2088000099990001", "out_trade_no": "ANY-1"})
+    moved = browser.post("/emulator/control/clock", {"now": "2030-01-01T00:00:00+08:00"})
+    assert (replaced.status_code, paid.status_code, moved.status_code) == (403, 403, 403)
+    assert Partner.objects.get(partner="2088000099990001").md5_key == "a" * 32
+    assert browser.get("/emulator/control/clock").json()["now"][:4] != "2030"
