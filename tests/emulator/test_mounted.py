@@ -47,7 +47,7 @@ def test_refuses_to_serve_without_debug_unless_allowed(client: Client, settings,
     assert parse_envelope(response.content).error == "ILLEGAL_SERVICE"
 
 
-def test_system_check_says_why_it_refuses(settings) -> None:
+def test_system_check_says_why_it_refuses(settings, db) -> None:
     settings.DEBUG = False
     settings.ALIPAY_EMULATOR_ALLOW = False
     (warning,) = [m for m in run_checks() if m.id == "django_alipay_emulator.W001"]

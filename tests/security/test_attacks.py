@@ -7,6 +7,7 @@ its name; the details of each rule are tested next to the code that keeps it.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.core.management import call_command
 from django.db.models import QuerySet
 from django.test import Client
 from django.urls import reverse
@@ -206,3 +208,15 @@ def test_a_cross_site_form_post_cannot_pay_a_trade_or_replace_a_partners_key_at_
     assert (replaced.status_code, paid.status_code, moved.status_code) == (403, 403, 403)
     assert Partner.objects.get(partner="2088000099990001").md5_key == "a" * 32
     assert browser.get("/emulator/control/clock").json()["now"][:4] != "2030"
+
+
+def test_check_deploy_flags_a_plain_http_notify_url_and_a_live_merchant_on_the_emulator(
+    settings: Any, merchant: Merchant
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "NOTIFY_URL_BASE": "http://shop.example/alipay/notify/"}
+    out, err = io.StringIO(), io.StringIO()
+    call_command("check", "--deploy", "--fail-level", "CRITICAL", stdout=out, stderr=err)
+    said = out.getvalue() + err.getvalue()
+    assert "django_alipay.W012" in said  # notifications (signed payment data) over plain http
+    assert "django_alipay.W011" in said  # without --database: the default database's merchants are read
+    assert f"Merchant {merchant.name!r} talks to the emulator" in said
