@@ -244,3 +244,23 @@ def test_the_reprocess_action_runs_outside_atomic_requests(
     assert response.status_code == 302
     assert shown(response) == [("success", f"Notification {early.pk}: Processed.")]
     assert Trade.objects.get(pk=trade.pk).status == "TRADE_FINISHED"
+
+
+def test_requests_to_an_unknown_notify_url_are_listed_for_superusers_only(
+    make_staff: Callable[..., User], merchant: Merchant
+) -> None:
+    stray = notifications.receive("no-such-token", body=b"x=1", content_type=FORM).notification
+    mine = deliver(merchant, trade_params("NOBODY")).notification
+    assert stray is not None
+    assert mine is not None
+    staff = Client()
+    staff.force_login(make_staff("view_merchant", "view_notification"))
+    listed = staff.get(NOTIFICATIONS).content.decode()
+    assert reverse("admin:django_alipay_notification_change", args=[mine.pk]) in listed
+    assert reverse("admin:django_alipay_notification_change", args=[stray.pk]) not in listed
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw-for-tests-only"))
+    assert (
+        reverse("admin:django_alipay_notification_change", args=[stray.pk])
+        in superuser.get(NOTIFICATIONS).content.decode()
+    )
