@@ -73,7 +73,8 @@ def _configure(args: argparse.Namespace, db_path: Path) -> None:
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF="django_alipay.emulator.standalone_urls",
         INSTALLED_APPS=["django_alipay.emulator"],
-        MIDDLEWARE=[],
+        # Sets the CSRF cookie for the emulator's own pages, whose forms may post to control/.
+        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
         DATABASES={"default": _database(args.database_url, db_path)},
         USE_TZ=True,
         TIME_ZONE=time_zone,
