@@ -87,7 +87,9 @@ class MerchantAdminForm(forms.ModelForm):
             ),
         }
         for name in ENCRYPTED_FIELDS:
-            field = self.fields[name]
+            field = self.fields.get(name)
+            if field is None:  # a view-only page: the admin shows the masked key instead (MerchantAdmin)
+                continue
             field.widget = forms.PasswordInput(
                 render_value=False, attrs={"autocomplete": "new-password", "spellcheck": "false", "size": 60}
             )

@@ -11,7 +11,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from django_alipay.access import access_for
 from django_alipay.admin.common import (
+    MerchantScopedAdmin,
     PresentValuesFilter,
     ReadOnlyAdmin,
     badge,
@@ -51,7 +53,7 @@ class RefundStatusFilter(PresentValuesFilter):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdmin):
+class RefundAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
     """Every refund and reversal with its gateway id, status and what the gateway said."""
 
     list_display = (
@@ -64,7 +66,7 @@ class RefundAdmin(ReadOnlyAdmin):
         "gateway_refund_id",
     )
     list_display_links = ("created_beijing",)
-    list_filter = (RefundStatusFilter, "kind", "merchant")
+    list_filter = (RefundStatusFilter, "kind", ("merchant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("gateway_refund_id", "trade__out_trade_no", "trade__trade_no")
     list_select_related = ("trade", "merchant")
     actions = ("ask_alipay_again",)
@@ -100,7 +102,7 @@ class RefundAdmin(ReadOnlyAdmin):
     )
 
     def has_refund_permission(self, request: HttpRequest, obj: Refund | None = None) -> bool:
-        return request.user.has_perm(PERMISSION_REFUND)
+        return access_for(request.user).may(PERMISSION_REFUND, obj)
 
     @admin.display(description=gettext_lazy("Trade"), ordering="trade__out_trade_no")
     def trade_link(self, obj: Refund) -> SafeString:

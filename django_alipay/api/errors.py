@@ -56,7 +56,7 @@ IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 ERROR_CODES: Final[Mapping[str, str]] = {
     "invalid": "The request is malformed or a value is not acceptable (see field).",
     "invalid_amount": "An amount is not canonical decimal text of the currency, or is out of range.",
-    "parse_error": "The body is not valid JSON.",
+    "parse_error": "The body is not valid JSON (or nests arrays and objects more than 32 levels deep).",
     "not_authenticated": "No valid credentials were sent.",
     "permission_denied": "The user may not do this.",
     "not_found": "No such object, or not one of the user's merchants.",

@@ -16,8 +16,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from django_alipay.access import allowed_merchants
 from django_alipay.api.errors import error_body
-from django_alipay.api.permissions import allowed_merchants
 from django_alipay.catalog_text import describe
 from django_alipay.enums import Product, RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,13 +17,17 @@ from django.dispatch import receiver
 
 from django_alipay.protocol.clock import Clock, FixedClock, SystemClock
 
+from . import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 from .faults import FaultPlan
 
 __all__ = [
+    "CONTROL_TOKEN_ENV",
+    "CONTROL_TOKEN_HEADER",
     "DEFAULTS",
     "OPEN_POINT_KNOBS",
     "RETRY_SCHEDULE",
     "Runtime",
+    "control_token",
     "emulator_allowed",
     "runtime",
     "setting",
@@ -89,7 +95,13 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "FAULT_SEED": 0,
     # The open points (OPEN_POINT_KNOBS), each at the references' answer.
     **{name: values[0] for name, values in OPEN_POINT_KNOBS.items()},
+    # What scripts send in the X-Emulator-Token header to POST to control/ (browsers send a CSRF token
+    # instead). None: $ALIPAY_EMULATOR_CONTROL_TOKEN, else a random token made once per process.
+    "CONTROL_TOKEN": None,
 }
+
+_generated_token: list[str] = []
+_token_lock = threading.Lock()
 
 _CONFIG_KEYS: Final = (
     "REFUND_INTERVAL",
@@ -107,6 +119,21 @@ def setting(name: str) -> Any:
     if name not in DEFAULTS:
         raise KeyError(f"unknown ALIPAY_EMULATOR setting {name!r}")
     return configured.get(name, DEFAULTS[name])
+
+
+def control_token() -> str:
+    """The token a script must send (header ``X-Emulator-Token``) to change the emulator through control/.
+
+    ``ALIPAY_EMULATOR["CONTROL_TOKEN"]``, else ``$ALIPAY_EMULATOR_CONTROL_TOKEN``, else a random token made
+    once per process (then only code in this process, such as a test using Django's test client, knows it).
+    """
+    configured = setting("CONTROL_TOKEN") or os.environ.get(CONTROL_TOKEN_ENV)
+    if configured:
+        return str(configured)
+    with _token_lock:
+        if not _generated_token:
+            _generated_token.append(secrets.token_urlsafe(32))
+        return _generated_token[0]
 
 
 def emulator_allowed() -> bool:

@@ -21,11 +21,14 @@ __all__ = [
     "DEFAULT_MAX_FIELDS",
     "FLAGS",
     "NOTIFY_ID_MAX_LENGTH",
+    "REFUND_FIELDS",
     "ParsedForm",
     "VerifiedNotification",
+    "names_a_refund",
     "parse_form",
     "read_notification",
     "read_return",
+    "signed_fields",
     "verify_notification",
 ]
 
@@ -62,6 +65,9 @@ SOFT_FLAGS: Final[Mapping[str, str]] = {
     "bad_time": "a time is not in a Beijing wire format (kept as text)",
     "unknown_status": "a trade or refund status is not in the catalog (kept as text)",
 }
+
+#: Fields that make a notification a refund notification, when they carry a value.
+REFUND_FIELDS: Final = ("refund_status", "out_return_no", "partner_refund_id")
 
 _MD5_SIGN = re.compile(r"[0-9A-Fa-f]{32}")
 _BASE64_SIGN = re.compile(r"[A-Za-z0-9+/]+={0,2}")
@@ -259,6 +265,20 @@ def parse_form(
     )
 
 
+def signed_fields(params: Mapping[str, str]) -> dict[str, str]:
+    """The parameters a signature covers: every one but ``sign`` and ``sign_type`` that carries a value.
+
+    An empty parameter is outside the signature, so anyone can add or remove it: what a notification is and
+    whether two deliveries say the same thing must be decided from these fields only.
+    """
+    return {name: value for name, value in params.items() if value and name not in ("sign", "sign_type")}
+
+
+def names_a_refund(params: Mapping[str, str]) -> bool:
+    """True when a signed field (one with a value) names a refund or a refund status."""
+    return any(params.get(name) for name in REFUND_FIELDS)
+
+
 @dataclass(frozen=True)
 class VerifiedNotification:
     """A notification (or return_url request) whose signature verified with the merchant's key.
@@ -325,8 +345,8 @@ class VerifiedNotification:
 
     @property
     def is_refund(self) -> bool:
-        """True for a refund notification (it names a refund or a refund status)."""
-        return any(n in self.params for n in ("refund_status", "out_return_no", "partner_refund_id"))
+        """True for a refund notification: a signed field (one with a value) names a refund or its status."""
+        return names_a_refund(self.params)
 
     @property
     def currency(self) -> str | None:

@@ -108,3 +108,23 @@ def test_the_order_page_polls_the_status_endpoint(client: Client, merchant: Merc
     assert 'data-status="waiting"' in page
     assert "/static/shop/order.js" in page
     assert 'id="continue-payment"' in page  # the buyer can go back to the cashier
+
+
+def test_the_return_page_tells_only_the_session_that_placed_an_order_about_it(
+    client: Client, merchant: Merchant, alipay_emulator: EmulatorProcess
+) -> None:
+    number = place(client)
+    alipay_emulator.visit(Trade.objects.get(out_trade_no=number).payment_url)
+    pay(client, merchant, alipay_emulator, number)
+    mine = client.get(f"/paid/?out_trade_no={number}", follow=True)
+    assert mine.redirect_chain[-1][0] == f"/orders/{number}/"
+    assert "Your payment is confirmed" in mine.content.decode()
+
+    stranger = Client()
+    for asked in (number, "WEB-20990101-DEADBEEF"):  # a real order of someone else's, and none at all
+        seen = stranger.get(f"/paid/?out_trade_no={asked}", follow=True)
+        page = seen.content.decode()
+        assert seen.redirect_chain[-1][0] == "/orders/"
+        assert "We are checking your payment with Alipay." in page
+        assert "confirmed" not in page
+        assert number not in page

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from django_alipay.emulator.conf import OPEN_POINT_KNOBS
 from django_alipay.protocol import dsa, keys
+from tests.conftest import CONTROL_HEADERS
 
 from .signer import Envelope, parse_envelope, sign, verify
 
@@ -105,7 +106,7 @@ class EmulatorProcess:
     def control(self, path: str, data: dict[str, Any] | None = None, *, method: str | None = None) -> Any:
         url = f"{self.base}/control/{path}"
         if (method or ("POST" if data is not None else "GET")) == "POST":
-            response = requests.post(url, json=data or {}, timeout=30)
+            response = requests.post(url, json=data or {}, headers=CONTROL_HEADERS, timeout=30)
         else:
             response = requests.get(url, timeout=30)
         assert response.status_code == 200, (response.status_code, response.text)

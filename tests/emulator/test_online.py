@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import pytest
 import requests
 
+from tests.conftest import CONTROL_HEADERS
+
 from .conftest import BUYER, EmulatorProcess, Merchant, Receiver, new_id
 from .signer import verify
 
@@ -135,6 +137,7 @@ def test_cancel_at_the_cashier_closes_the_trade_and_notifies(merchant: Merchant,
     paid = requests.post(
         f"{merchant.emu.base}/control/pay",
         json={"partner": merchant.partner, "out_trade_no": out_trade_no},
+        headers=CONTROL_HEADERS,
         timeout=30,
     )
     assert (paid.status_code, paid.json()["error"]) == (409, "TRADE_HAS_CLOSE")

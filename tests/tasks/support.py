@@ -19,6 +19,7 @@ import requests
 from django_alipay.domain import trades
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Refund, Trade
+from tests.conftest import CONTROL_HEADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "alipay,alipay_refunds"
@@ -71,7 +72,9 @@ class Emulator:
         self._log.close()
 
     def post(self, path: str, data: Mapping[str, Any] | None = None) -> Any:
-        response = requests.post(self.base + "control/" + path, json=dict(data or {}), timeout=10)
+        response = requests.post(
+            self.base + "control/" + path, json=dict(data or {}), headers=CONTROL_HEADERS, timeout=10
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
