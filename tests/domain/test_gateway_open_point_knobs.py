@@ -21,7 +21,7 @@ from django_alipay.domain import refunds, trades
 from django_alipay.emulator.conf import OPEN_POINT_KNOBS
 from django_alipay.enums import ProcessingOutcome, RefundStatus
 from django_alipay.models import Merchant, Notification, Trade
-from tests.conftest import standalone_emulator
+from tests.conftest import CONTROL_HEADERS, standalone_emulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +55,7 @@ def emulator() -> Iterator[str]:
 
 
 def control(emulator: str, path: str, **data: Any) -> Any:
-    response = requests.post(emulator + "control/" + path, json=data, timeout=30)
+    response = requests.post(emulator + "control/" + path, json=data, headers=CONTROL_HEADERS, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from django_alipay.protocol.envelope import parse_response
+from tests.conftest import CONTROL_HEADERS
 
 from .conftest import EmulatorProcess, Merchant, Receiver, new_id
 from .signer import verify
@@ -37,7 +38,9 @@ def page_error(response: requests.Response) -> str | None:
 
 
 def test_an_unknown_knob_value_is_refused(emu: EmulatorProcess) -> None:
-    response = requests.post(f"{emu.base}/control/config", json={"sandbox": "maybe"}, timeout=10)
+    response = requests.post(
+        f"{emu.base}/control/config", json={"sandbox": "maybe"}, headers=CONTROL_HEADERS, timeout=10
+    )
     assert response.status_code == 400
     assert "sandbox must be one of off, on" in response.text
 
