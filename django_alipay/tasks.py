@@ -6,7 +6,8 @@ redelivered after a worker died, or delivered twice, never sends a refund twice 
 gateway id. Task arguments are database ids only, never secrets or amounts.
 
 Refund calls keep Alipay's spacing (``ALIPAY["REFUND_SPACING"]``, 3 s per partner) across every worker on
-every machine: the domain stamps the merchant row under a lock just before each call, and a task that comes
+every machine: the domain keeps the partner's turn in the database (counted from the previous call's
+answer), and a task that comes
 too early retries after the seconds left instead of sleeping in the worker (Celery's ``rate_limit`` is per
 worker, so it cannot do this). Without Celery the same domain functions run synchronously (see
 ``docs/celery.md``).
@@ -209,7 +210,7 @@ def submit_refund(self: Any, refund_id: int) -> str:
 
     Returns the refund's status. Retries, with exponential backoff and full jitter, while the refund is
     REQUESTED (never sent) or UNKNOWN, for at most ``max_gateway_attempts`` gateway calls; waits out the
-    merchant's refund spacing with short retries; leaves anything unfinished to reconciliation.
+    partner's refund spacing with short retries; leaves anything unfinished to reconciliation.
     """
     return _drive(self, refund_id)
 

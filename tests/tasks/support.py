@@ -10,15 +10,17 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
+from django.conf import settings
+from django.utils import timezone
 
-from django_alipay.domain import trades
+from django_alipay.domain import refunds, trades
 from django_alipay.enums import RefundStatus
-from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "alipay,alipay_refunds"
@@ -215,6 +217,15 @@ class Workers:
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.name} ---\n{w.text()[-6000:]}" for w in self.started)
+
+
+def answered_just_now(merchant: Merchant) -> None:
+    """A refund call of the merchant's partner answered just now: the next one must wait the spacing."""
+    spacing = float(settings.ALIPAY.get("REFUND_SPACING", 3)) + refunds.SPACING_MARGIN
+    RefundSlot.objects.update_or_create(
+        partner=merchant.partner,
+        defaults={"next_call_at": timezone.now() + timedelta(seconds=spacing), "in_flight_until": None},
+    )
 
 
 def order_number() -> str:

@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 import pytest
 from celery import Celery
 from celery.exceptions import Retry
-from django.utils import timezone
 
 from django_alipay import schedule, tasks
 from django_alipay.domain import clock as domain_clock
@@ -28,7 +27,7 @@ from django_alipay.protocol import signing
 from django_alipay.protocol.clock import BEIJING, format_datetime
 from tests.conftest import TEST_MD5_KEY
 from tests.domain.fakegateway import FakeGateway, Reply
-from tests.tasks.support import ROOT
+from tests.tasks.support import ROOT, answered_just_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,7 +145,7 @@ def test_a_refund_that_comes_too_early_for_the_spacing_is_retried_when_its_turn_
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
     trade = make_trade()
     refund = refunds.request_refund(trade, Decimal("5.00"))
-    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=timezone.now())
+    answered_just_now(trade.merchant)
 
     run = run_task(tasks.submit_refund, refund.pk)
 
@@ -167,7 +166,7 @@ def test_with_a_queue_of_refunds_the_waits_spread_over_half_of_it(
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
     trade = make_trade()
     waiting = [refunds.request_refund(trade, Decimal("5.00")) for _ in range(5)]
-    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=timezone.now())
+    answered_just_now(trade.merchant)
     random.seed(99)
 
     countdowns = [run_task(tasks.submit_refund, waiting[0].pk).countdown for _ in range(20)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -148,6 +149,38 @@ def test_two_workers_keep_three_seconds_between_the_refunds_of_one_partner(
     for worker in (first, second):
         assert f"{REFUND_TASK}[" in worker.text(), worker.name
     assert "retry: Retry in" in first.text() + second.text()
+
+
+def test_after_a_slow_gateway_answer_two_workers_still_keep_three_seconds_at_the_gateway(
+    workers: Workers,
+    shop: Merchant,
+    make_merchant: Callable[..., Merchant],
+    fresh_emulator: Emulator,
+    celery_dispatch: Celery,
+) -> None:
+    # Two Merchant rows of one Alipay partner (say, one per environment): Alipay spaces them as one.
+    twin = make_merchant(partner=shop.partner, environment="sandbox", gateway_url=fresh_emulator.gateway)
+    trades_ = [paid_trade(shop, fresh_emulator), paid_trade(twin, fresh_emulator)]
+    fresh_emulator.post("config", {"refund_interval": 3})  # refuses a refund < 3 s after the previous one
+    # The first two refund calls take 2.5 s each before the gateway takes them in; the rest are quick. A gap
+    # counted from a call's start would let the quick one that follows a slow one in too early.
+    fresh_emulator.post("faults", {"services": {"forex_refund": {"latency": 2.5, "limit": 2}}})
+    alipay = {"REFUND_SPACING": 3}
+    workers.make("one", alipay=alipay, concurrency=2).start()
+    workers.make("two", alipay=alipay, concurrency=2).start()
+
+    ids = [refunds.request_refund(trades_[n % 2], Decimal("5.00")).pk for n in range(6)]
+    wait_for(lambda: all_settled(ids), timeout=180, what="six spaced refunds", every=0.5)
+
+    made = Refund.objects.filter(pk__in=ids)
+    assert all(refund_made(refund) for refund in made), [(r.status, r.error_code) for r in made]
+    calls = fresh_emulator.refund_calls(shop.partner)
+    assert len(calls) == 6, [(c["outcome"], c["note"]) for c in calls]
+    assert all(call["outcome"] == "T" for call in calls), [c["note"] for c in calls]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(call_times(calls))]
+    assert min(gaps) >= 3.0, gaps
+    for trade in trades_:
+        assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "15.00"
 
 
 def test_reconciliation_settles_every_trade_whose_notifications_were_dropped(
