@@ -74,6 +74,7 @@ __all__ = [
     "RefundKindChoice",
     "call_in_flight",
     "choose_refund_kind",
+    "expect_task",
     "record_result",
     "refund_dispatcher",
     "refund_refusal",
@@ -361,10 +362,30 @@ def refund_dispatcher() -> Callable[[int], Any]:
 
 def _dispatch_on_commit(refund_id: int) -> None:
     def dispatch() -> None:
-        refund_dispatcher()(refund_id)
+        try:
+            refund_dispatcher()(refund_id)
+        except Exception as exc:
+            # The refund is committed and its amount reserved: it is safe. With no task to send it, its
+            # task_due_at stays empty, which is what the sweeper (and the API's queued_for_sweeper) look at.
+            logger.warning(
+                "refund id %s is stored but could not be handed over for sending (%s: %s); it stays "
+                "requested and the sweeper sends it",
+                refund_id,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
-    # robust: the refund is committed and safe; a failing dispatch is logged and left to reconciliation.
     transaction.on_commit(dispatch, robust=True)
+
+
+def expect_task(refund_id: int, within: float) -> None:
+    """Record that a task is due to take the refund up within ``within`` seconds (a message was queued, or a
+    task will retry then); past that, plus ``ALIPAY["STRANDED_REFUND_AFTER"]``, the sweeper sends it again.
+
+    Only the time is written, and only on a refund still in progress; the refund's state is untouched.
+    """
+    due = clock.now() + timedelta(seconds=max(0.0, float(within)))
+    Refund.objects.filter(pk=refund_id, status__in=RefundStatus.pending()).update(task_due_at=due)
 
 
 def _create(

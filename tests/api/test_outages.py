@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from celery import Celery
+from celery import current_app as celery_current_app
 from django.db import connection
 from rest_framework.test import APIClient
 
-from django_alipay.models import Trade
+from django_alipay.enums import RefundStatus
+from django_alipay.models import Refund, Trade
 from tests.api.conftest import API, refund
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,3 +59,51 @@ def test_while_the_database_is_down_the_api_answers_a_json_503_with_retry_after(
     assert error["code"] == "database_unavailable"
     assert "database" in error["message"]
     assert set(error) >= {"code", "message", "alipay_code", "description", "field"}
+
+
+@pytest.fixture
+def broker_down(settings: Any) -> Iterator[Celery]:
+    """Refunds go to Celery (CELERY_ENABLED), whose broker does not answer: nothing listens on its port."""
+    app = Celery("django_alipay_test_broker_down", set_as_current=False)
+    app.conf.update(
+        broker_url=f"redis://127.0.0.1:{_closed_port()}/0",
+        broker_connection_retry=False,
+        broker_connection_timeout=1,
+        task_publish_retry=False,
+    )
+    previous = celery_current_app._get_current_object()
+    app.set_current()
+    settings.ALIPAY = {
+        **{key: value for key, value in settings.ALIPAY.items() if key != "REFUND_DISPATCHER"},
+        "CELERY_ENABLED": True,
+    }
+    try:
+        yield app
+    finally:
+        previous.set_current()
+        app.close()
+
+
+def test_a_refund_the_task_queue_could_not_take_is_kept_logged_and_said_to_be_queued_for_the_sweeper(
+    api: APIClient,
+    make_trade: Callable[..., Trade],
+    broker_down: Celery,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    trade = make_trade()
+    with caplog.at_level(logging.WARNING, logger="django_alipay"):
+        response = refund(api, trade.pk, {"amount": "7.00"})
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["status"], body["queued_for_sweeper"]) == ("requested", True)
+    stored = Refund.objects.get(pk=body["id"])
+    assert (stored.status, stored.task_due_at, stored.attempts) == (RefundStatus.REQUESTED, None, 0)
+    trade.refresh_from_db()
+    assert str(trade.refund_pending_amount) == "7.00"  # kept reserved: it will be sent
+    [warning] = [
+        r for r in caplog.records if r.name.startswith("django_alipay") and r.levelno == logging.WARNING
+        and "sweeper" in r.getMessage()
+    ]  # fmt: skip
+    assert f"refund id {stored.pk} " in warning.getMessage()
+    assert "could not be handed over" in warning.getMessage()
