@@ -131,16 +131,25 @@ def _label(refund: Refund) -> str:
     return f"{refund.kind.lower()} {refund.gateway_refund_id} (refund id {refund.pk})"
 
 
+def _note_due(refund_id: int, seconds: float) -> None:
+    """:func:`refunds.expect_task`, never failing the task: with the database down the retry matters more
+    (and the sweeper, which reads the same database, is stopped too)."""
+    try:
+        refunds.expect_task(refund_id, seconds)
+    except DatabaseError:
+        logger.warning("refund id %s: could not note when its task is due (database error)", refund_id)
+
+
 def _retry_refund(task: Any, refund: Refund, countdown: float) -> None:
     """Retry the refund task after ``countdown`` s, noting when it is due so the sweeper leaves it alone."""
-    refunds.expect_task(refund.pk, countdown)
+    _note_due(refund.pk, countdown)
     _retry(task, countdown, _label(refund))  # raises Retry, unless the task's retries are spent
     _leave_to_reconciliation(refund)
 
 
 def _leave_to_reconciliation(refund: Refund) -> None:
     """No task follows: the sweeper leaves the refund for ``RECONCILE_REFUND_AGE`` s, then sends it again."""
-    refunds.expect_task(refund.pk, float(app_settings.RECONCILE_REFUND_AGE))
+    _note_due(refund.pk, float(app_settings.RECONCILE_REFUND_AGE))
 
 
 def _spread(refund: Refund) -> float:
@@ -246,7 +255,7 @@ def dispatch_refund(refund_id: int) -> None:
     task = submit_reverse if kind == RefundKind.REVERSE else submit_refund
     task.apply_async(args=(refund_id,), queue=str(app_settings.REFUND_TASK_QUEUE))
     # Only once the broker has the message: a refund whose hand-over failed is left for the sweeper.
-    refunds.expect_task(refund_id, 0)
+    _note_due(refund_id, 0)
 
 
 # --- notifications and trades -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import pytest
 from celery import Celery
 from celery.exceptions import Retry
+from django.db import OperationalError, connection
 
 from django_alipay import schedule, tasks
 from django_alipay.domain import clock as domain_clock
@@ -465,6 +466,31 @@ def test_a_refund_task_that_retries_says_when_it_is_due_and_the_sweep_leaves_it_
     assert refund.task_due_at is not None
     assert abs((refund.task_due_at - NOW).total_seconds() - run.countdown) < 0.01
     assert refund.awaits_sweep is False
+
+
+def test_a_database_error_mid_send_still_schedules_the_retry_though_its_due_time_cannot_be_noted(
+    run_task: Callable[..., Run],
+    held: list[int],
+    settings: Any,
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
+    refund = refunds.request_refund(make_trade(), Decimal("5.00"))
+
+    def database_failing(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        # The database goes away once the task has read its refund: the slot and the due time both fail.
+        if "refundslot" in sql or (sql.startswith("UPDATE") and "task_due_at" in sql):
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(database_failing):
+        run = run_task(tasks.submit_refund, refund.pk)
+
+    assert run.countdown is not None  # retried later, not lost
+    refund.refresh_from_db()
+    assert (refund.status, refund.attempts, refund.task_due_at) == (RefundStatus.REQUESTED, 0, None)
+    assert gateway.called("forex_refund") == []
 
 
 # --- the schedule and routing -------------------------------------------------------------------------------
