@@ -117,6 +117,11 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "RECONCILE_REFUND_AGE": Setting(
         300, "Seconds a refund may stay requested, submitted or unknown before reconciliation resolves it."
     ),
+    "STRANDED_REFUND_AFTER": Setting(
+        30,
+        "Seconds a requested (or claimed, unanswered) refund may go without a task due for it before the "
+        "sweeper (sweep_stranded_refunds) hands it to a task again.",
+    ),
     "RECONCILE_MAX_AGE_DAYS": Setting(
         7, "Trades older than this many days are no longer queried while unpaid."
     ),

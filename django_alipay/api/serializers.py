@@ -360,6 +360,14 @@ class RefundSerializer(serializers.ModelSerializer[Refund]):
     description = DescribedCharField(
         source="error_description", read_only=True, help_text="The catalog description of alipay_code."
     )
+    queued_for_sweeper = serializers.BooleanField(
+        source="awaits_sweep",
+        read_only=True,
+        help_text=(
+            "True while the refund is requested and no task has it (handing it to the task queue failed, or "
+            "its turn did not come in time): the periodic sweep sends it."
+        ),
+    )
 
     class Meta:
         model = Refund
@@ -374,6 +382,7 @@ class RefundSerializer(serializers.ModelSerializer[Refund]):
             "currency",
             "reason",
             "status",
+            "queued_for_sweeper",
             "alipay_code",
             "description",
             "idempotency_key",

@@ -25,6 +25,7 @@ __all__ = [
     "pending_refunds",
     "reconcile",
     "stale_trades",
+    "stranded_refunds",
 ]
 
 logger = logging.getLogger("django_alipay.reconciliation")
@@ -113,6 +114,26 @@ def pending_refunds(*, merchant: Merchant | None = None, age: float | None = Non
             error_code__in=settlement.ANSWERS_AWAITING_FILE,
         )
     )
+    return queryset.filter(merchant=merchant) if merchant is not None else queryset
+
+
+def stranded_refunds(*, merchant: Merchant | None = None, after: float | None = None) -> QuerySet[Refund]:
+    """Refunds that no task is sending: lost with a message, a dispatch or a killed worker.
+
+    Requested, or claimed for a call that can no longer be under way (past the client's deadline) with no
+    answer recorded, and with no task due for them for ``after`` seconds (default
+    ``ALIPAY["STRANDED_REFUND_AFTER"]``). Handing them to a task again is safe: only the caller that claims a
+    refund calls the gateway, under the refund's own gateway id.
+    """
+    now = clock.now()
+    grace = timedelta(seconds=float(app_settings.STRANDED_REFUND_AFTER if after is None else after))
+    call_over = (
+        now - grace - timedelta(seconds=float(app_settings.HTTP_TOTAL_TIMEOUT) + refunds.IN_FLIGHT_SLACK)
+    )
+    no_task = Q(task_due_at__isnull=True) | Q(task_due_at__lte=now - grace)
+    requested = Q(status=RefundStatus.REQUESTED, created_at__lte=now - grace)
+    unanswered = Q(status=RefundStatus.SUBMITTED, response={}, submitted_at__lte=call_over)
+    queryset = Refund.objects.filter(no_task & (requested | unanswered))
     return queryset.filter(merchant=merchant) if merchant is not None else queryset
 
 

@@ -176,7 +176,6 @@ class Merchant(models.Model):
     notify_token = models.CharField(
         _("notify URL token"), max_length=64, unique=True, default=new_notify_token, editable=False
     )
-    last_refund_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
