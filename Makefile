@@ -43,7 +43,7 @@ $(LOWEST_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(PYTHON) scripts/lowest-constraints > $(LOWEST_VENV)/constraints.txt
-	$(LOWEST_VENV)/bin/python -m pip install --quiet -c $(LOWEST_VENV)/constraints.txt -e ".[test,dsa]"
+	$(LOWEST_VENV)/bin/python -m pip install --quiet -c $(LOWEST_VENV)/constraints.txt -e ".[test,docs,dsa]"
 	$(LOWEST_VENV)/bin/python -m pip check
 	touch $(LOWEST_STAMP)
 
