@@ -262,6 +262,8 @@ class Emulator:
 
             session = requests.Session()
             session.trust_env = False
+            # The emulator process's control token: control/ refuses POSTs without it.
+            session.headers["X-Emulator-Token"] = self.process.control_token
             self._local.session = session
         return session
 

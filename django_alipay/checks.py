@@ -1,7 +1,9 @@
 """System checks that catch a wrong django_alipay setup at start-up instead of at the first payment.
 
 Checks tagged ``database`` read the merchants; Django runs them with ``manage.py check --database default``
-and before ``migrate``. They never fail because the tables do not exist yet.
+and before ``migrate``. They never fail because the tables do not exist yet. ``manage.py check --deploy``
+adds what a reviewer flags before going live: a notify URL base that is not https, and (reading the default
+database when ``--database`` is not given) active merchants on the emulator or Alipay's sandbox.
 
 ==========================  =======  =====================================================================
 ID                          Tag      Problem
@@ -25,6 +27,7 @@ django_alipay.E017          database A merchant's sign type is not in ``ALLOWED_
 django_alipay.E018          database A merchant on the emulator has no gateway URL.
 django_alipay.W010          database An active merchant talks to Alipay's sandbox while ``DEBUG`` is False.
 django_alipay.W011          database An active merchant talks to the emulator while ``DEBUG`` is False.
+django_alipay.W012          deploy   ``NOTIFY_URL_BASE`` is not https while ``DEBUG`` is False.
 django_alipay.E020          config   ``CELERY_ENABLED`` is True but Celery cannot be imported.
 django_alipay.E021          config   ``API_ENABLED`` is True but DRF is missing or not in INSTALLED_APPS.
 django_alipay.E022          config   ``REFUND_DISPATCHER`` cannot be imported or is not callable.
@@ -39,16 +42,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives.asymmetric import dsa
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.db import DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, transaction
 
 from django_alipay.conf import DEFAULTS, SETTING_NAME, app_settings, close_matches, unknown_keys
 from django_alipay.enums import Environment
 from django_alipay.exceptions import AlipayConfigurationError
-from django_alipay.protocol import keys, signing
+from django_alipay.protocol import dsa, keys, signing
 from django_alipay.protocol.errors import AlipayError
 
 __all__ = ["check_merchants", "check_optional_parts", "check_settings"]
@@ -250,6 +252,42 @@ def check_merchants(
     return messages
 
 
+@register(Tags.security, deploy=True)
+def check_deployment(
+    app_configs: Sequence[Any] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``check --deploy``: a notify URL base that is not https, and live merchants on the emulator or sandbox.
+
+    The merchants are read from the default database unless ``--database`` names some, in which case
+    :func:`check_merchants` reports them already.
+    """
+    messages: list[CheckMessage] = []
+    base = app_settings.NOTIFY_URL_BASE
+    if not settings.DEBUG and isinstance(base, str) and urlsplit(base).scheme != "https":
+        messages.append(
+            Warning(
+                f"ALIPAY['NOTIFY_URL_BASE'] is {base!r}, not https, while DEBUG is False.",
+                hint=(
+                    "Alipay posts every notification, with its signed payment data, to this URL: serve it "
+                    "over https (and set NOTIFY_URL_BASE to the https address)."
+                ),
+                id=_id("W012"),
+            )
+        )
+    if databases:
+        return messages
+    from django_alipay.models import Merchant
+
+    try:
+        with transaction.atomic(using=DEFAULT_DB_ALIAS):
+            merchants = list(Merchant.objects.using(DEFAULT_DB_ALIAS).filter(is_active=True))
+    except DatabaseError:
+        return messages
+    for merchant in merchants:
+        messages.extend(_check_environment(merchant, f"Merchant {merchant.name!r}"))
+    return messages
+
+
 def _check_default_merchant(alias: str) -> list[CheckMessage]:
     from django_alipay.models import Merchant
 
@@ -348,6 +386,13 @@ def _check_merchant(merchant: Any) -> list[CheckMessage]:
                     "Paste the public key Alipay gave you, not the one you submitted to Alipay.",
                 )
 
+    messages.extend(_check_environment(merchant, label))
+    return messages
+
+
+def _check_environment(merchant: Any, label: str) -> list[CheckMessage]:
+    """W011 and W010: an active merchant on the emulator or on Alipay's sandbox while DEBUG is False."""
+    messages: list[CheckMessage] = []
     if merchant.is_active and not settings.DEBUG:
         try:
             host = urlsplit(merchant.resolved_gateway_url()).hostname or ""

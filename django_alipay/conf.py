@@ -67,6 +67,11 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "NOTIFY_MAX_BODY_BYTES": Setting(
         65536, "Largest notification body stored and parsed; larger ones are refused with metadata only."
     ),
+    "UNKNOWN_TOKEN_ROWS_PER_MINUTE": Setting(
+        60,
+        "Requests to a notify or return URL of no merchant stored per minute (a fingerprint each: size and "
+        "SHA-256, not the body); past it they are answered without a row (shared through the cache).",
+    ),
     "NOTIFY_MAX_IN_FLIGHT": Setting(
         None,
         "Notifications one process works on at once; past it they are answered 503 at once and Alipay "
@@ -112,6 +117,11 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
     "RECONCILE_REFUND_AGE": Setting(
         300, "Seconds a refund may stay requested, submitted or unknown before reconciliation resolves it."
     ),
+    "STRANDED_REFUND_AFTER": Setting(
+        30,
+        "Seconds a requested (or claimed, unanswered) refund may go without a task due for it before the "
+        "sweeper (sweep_stranded_refunds) hands it to a task again.",
+    ),
     "RECONCILE_MAX_AGE_DAYS": Setting(
         7, "Trades older than this many days are no longer queried while unpaid."
     ),
@@ -129,8 +139,9 @@ DEFAULTS: Final[Mapping[str, Setting]] = {
         "DRF permission classes (dotted paths or classes) every REST API request must pass; default: staff.",
     ),
     "API_MERCHANTS_FOR_USER": Setting(
-        "django_alipay.api.permissions.merchants_for_user",
-        "Dotted path (or callable) giving the merchants a user may see in the REST API (queryset or ids).",
+        "django_alipay.access.merchants_for_user",
+        "Dotted path (or callable) giving the merchants a user may see and act on, in the admin and the REST "
+        "API alike (queryset or ids).",
     ),
 }
 

@@ -110,6 +110,7 @@ class Verification(models.TextChoices):
     VERIFIED = "verified", _("Genuine")
     REJECTED = "rejected", _("Rejected (forged, malformed or not allowed)")
     UNVERIFIABLE = "unverifiable", _("Could not be verified now (Alipay will retry)")
+    QUERIED = "queried", _("notify_verify said false; the status was confirmed by a query")
 
 
 class ProcessingOutcome(models.TextChoices):
@@ -145,6 +146,10 @@ class NotificationFlag(models.TextChoices):
     BAD_NOTIFY_ID = "bad_notify_id", _("notify_id is too long or not printable ASCII")
     VERIFY_FALSE = "verify_false", _("notify_verify said the notification is not genuine")
     VERIFY_PENDING = "verify_pending", _("notify_verify could not be reached in time")
+    VERIFY_FALSE_CONFIRMED = (
+        "verify_false_confirmed",
+        _("notify_verify said false; a query confirmed the reported status, applied from the query"),
+    )
     UNKNOWN_ORDER = "unknown_order", _("out_trade_no names no trade of this merchant")
     UNKNOWN_REFUND = "unknown_refund", _("out_return_no names no refund of this merchant")
     BAD_AMOUNT = "bad_amount", _("The amount is not a valid amount of the currency")

@@ -63,6 +63,8 @@ class MerchantAdminForm(forms.ModelForm):
             "environment",
             "gateway_url",
             "instore_gateway_url",
+            "notify_verify_url",
+            "notify_verify_method",
             "sign_type",
             "charset",
             "currency",
@@ -86,15 +88,23 @@ class MerchantAdminForm(forms.ModelForm):
             ),
         }
         for name in ENCRYPTED_FIELDS:
-            field = self.fields[name]
+            field = self.fields.get(name)
+            if field is None:  # a view-only page: the admin shows the masked key instead (MerchantAdmin)
+                continue
             field.widget = forms.PasswordInput(
                 render_value=False, attrs={"autocomplete": "new-password", "spellcheck": "false", "size": 60}
             )
             field.required = False
             field.strip = True  # type: ignore[attr-defined]
             field.help_text = f"{base_help[name]} {_stored_note(self.instance, name)}"
+        self.fields["notify_verify_method"].required = False
 
     # --- one field at a time ------------------------------------------------------------------------------
+
+    def clean_notify_verify_method(self) -> str:
+        # Left out of a form (an older template, a script), it is what every reference sends.
+        value: str = self.cleaned_data.get("notify_verify_method") or "GET"
+        return value
 
     def clean_md5_key(self) -> str:
         value: str = self.cleaned_data.get("md5_key") or ""

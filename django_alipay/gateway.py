@@ -10,16 +10,19 @@ from django_alipay.enums import Environment
 from django_alipay.fields import EncryptedTextField, Secret
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
+from django_alipay.protocol.clock import Clock
 
 __all__ = ["ClientPool", "client_for", "shared_client"]
 
 
-def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
+def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None = None) -> GatewayClient:
     """A GatewayClient signing as ``merchant``, for its online (default) or in-store (``instore``) services.
 
     Timeouts come from ``ALIPAY["HTTP_CONNECT_TIMEOUT"]``, ``["HTTP_READ_TIMEOUT"]`` and
     ``["HTTP_TOTAL_TIMEOUT"]``. Production in-store calls fail over from globalmapi to intlmapi unless the
-    merchant names its own URL. Raises AlipayConfigurationError when the merchant lacks a key it needs.
+    merchant names its own URL. ``clock`` is the client's idea of now (default: the system clock), e.g. for
+    the file services' "before today" rule. Raises AlipayConfigurationError when the merchant lacks a key it
+    needs.
     """
     if (
         instore
@@ -38,6 +41,9 @@ def client_for(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
         charset=merchant.charset,
         timeout=(float(app_settings.HTTP_CONNECT_TIMEOUT), float(app_settings.HTTP_READ_TIMEOUT)),
         deadline=float(app_settings.HTTP_TOTAL_TIMEOUT),
+        clock=clock,
+        notify_verify_url=merchant.resolved_notify_verify_url(),
+        notify_verify_method="POST" if merchant.notify_verify_method == "POST" else "GET",
     )
 
 
@@ -96,6 +102,8 @@ def _fingerprint(merchant: Merchant, instore: bool) -> str:
         merchant.resolved_gateway_url(instore=instore),
         merchant.instore_gateway_url or "",
         merchant.gateway_url or "",
+        merchant.notify_verify_url or "",
+        merchant.notify_verify_method,
         # The stored Fernet tokens stand for the keys: no decryption on this hot path.
         *(_token(getattr(merchant, field.attname)) for field in _SECRET_FIELDS),
         str(app_settings.HTTP_CONNECT_TIMEOUT),

@@ -32,7 +32,12 @@ TASK_PREFIX: Final = "django_alipay.tasks."
 #: Tasks that call the refund services: they go to ``ALIPAY["REFUND_TASK_QUEUE"]``.
 REFUND_TASKS: Final = frozenset({f"{TASK_PREFIX}submit_refund", f"{TASK_PREFIX}submit_reverse"})
 #: The periodic tasks :func:`beat_schedule` schedules.
-PERIODIC_TASKS: Final = (f"{TASK_PREFIX}reconcile_open_trades", f"{TASK_PREFIX}reconcile_unknown_refunds")
+PERIODIC_TASKS: Final = (
+    f"{TASK_PREFIX}reconcile_open_trades",
+    f"{TASK_PREFIX}reconcile_unknown_refunds",
+    f"{TASK_PREFIX}settle_refunds_from_files",
+    f"{TASK_PREFIX}sweep_stranded_refunds",
+)
 
 Router = Callable[..., "dict[str, str] | None"]
 
@@ -48,16 +53,23 @@ def beat_schedule(
     *,
     trades_every: float | timedelta = 300,
     refunds_every: float | timedelta = 300,
+    files_every: float | timedelta = 3600,
+    stranded_every: float | timedelta = 15,
     queue: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Celery beat entries for the two reconciliation tasks, every ``trades_every`` / ``refunds_every`` s.
+    """Celery beat entries for the periodic tasks: the two reconciliations, every ``trades_every`` /
+    ``refunds_every`` s, the settlement from the daily transaction files, every ``files_every`` s, and the
+    sweep of refunds no task is sending (``sweep_stranded_refunds``), every ``stranded_every`` s.
 
-    Each run expires when the next one is due, so a beat left running while the workers are down does not
-    pile up runs. ``queue`` fixes the queue of both; by default the router of :func:`task_routes` (or
-    Celery's default queue when no router is set) decides.
+    Alipay publishes a day's transaction file the next morning (Beijing time); the hourly default picks it
+    up within an hour, and a run with nothing to settle makes no gateway call. Each run expires when the
+    next one is due, so a beat left running while the workers are down does not pile up runs. ``queue``
+    fixes the queue of all four; by default the router of :func:`task_routes` (or Celery's default queue
+    when no router is set) decides.
     """
     entries: dict[str, dict[str, Any]] = {}
-    for name, every in zip(PERIODIC_TASKS, (trades_every, refunds_every), strict=True):
+    everies = (trades_every, refunds_every, files_every, stranded_every)
+    for name, every in zip(PERIODIC_TASKS, everies, strict=True):
         interval = _interval(every, name.removeprefix(TASK_PREFIX))
         options: dict[str, Any] = {"expires": interval.total_seconds()}
         if queue:

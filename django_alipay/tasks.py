@@ -6,7 +6,8 @@ redelivered after a worker died, or delivered twice, never sends a refund twice 
 gateway id. Task arguments are database ids only, never secrets or amounts.
 
 Refund calls keep Alipay's spacing (``ALIPAY["REFUND_SPACING"]``, 3 s per partner) across every worker on
-every machine: the domain stamps the merchant row under a lock just before each call, and a task that comes
+every machine: the domain keeps the partner's turn in the database (counted from the previous call's
+answer), and a task that comes
 too early retries after the seconds left instead of sleeping in the worker (Celery's ``rate_limit`` is per
 worker, so it cannot do this). Without Celery the same domain functions run synchronously (see
 ``docs/celery.md``).
@@ -21,7 +22,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from django_alipay.conf import app_settings
-from django_alipay.domain import notifications, reconciliation, refunds, trades
+from django_alipay.domain import notifications, reconciliation, refunds, settlement, trades
 from django_alipay.domain.errors import RefundSpacingNotReached, ReprocessNotAllowed
 from django_alipay.enums import RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError
@@ -42,8 +43,10 @@ __all__ = [
     "process_notification",
     "reconcile_open_trades",
     "reconcile_unknown_refunds",
+    "settle_refunds_from_files",
     "submit_refund",
     "submit_reverse",
+    "sweep_stranded_refunds",
     "sync_trade",
 ]
 
@@ -119,14 +122,38 @@ def _retry(task: Any, countdown: float, what: str) -> None:
 
 
 def _settled(refund: Refund) -> bool:
-    """Nothing left for a task: final, or accepted by Alipay with the result to come by notification."""
+    """Nothing left for a task: final, accepted by Alipay with the result to come by notification, or
+    answered in a way no resend can improve on (its notification or transaction file settles it)."""
     if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        return True
+    if refund.status == RefundStatus.UNKNOWN and refund.error_code in settlement.ANSWERS_AWAITING_FILE:
         return True
     return refund.status == RefundStatus.SUBMITTED and bool(refund.response)
 
 
 def _label(refund: Refund) -> str:
     return f"{refund.kind.lower()} {refund.gateway_refund_id} (refund id {refund.pk})"
+
+
+def _note_due(refund_id: int, seconds: float) -> None:
+    """:func:`refunds.expect_task`, never failing the task: with the database down the retry matters more
+    (and the sweeper, which reads the same database, is stopped too)."""
+    try:
+        refunds.expect_task(refund_id, seconds)
+    except DatabaseError:
+        logger.warning("refund id %s: could not note when its task is due (database error)", refund_id)
+
+
+def _retry_refund(task: Any, refund: Refund, countdown: float) -> None:
+    """Retry the refund task after ``countdown`` s, noting when it is due so the sweeper leaves it alone."""
+    _note_due(refund.pk, countdown)
+    _retry(task, countdown, _label(refund))  # raises Retry, unless the task's retries are spent
+    _leave_to_reconciliation(refund)
+
+
+def _leave_to_reconciliation(refund: Refund) -> None:
+    """No task follows: the sweeper leaves the refund for ``RECONCILE_REFUND_AGE`` s, then sends it again."""
+    _note_due(refund.pk, float(app_settings.RECONCILE_REFUND_AGE))
 
 
 def _spread(refund: Refund) -> float:
@@ -155,7 +182,7 @@ def _drive(task: Any, refund_id: int) -> str:
         # Another worker's call (or one that died with its worker) may be on the wire: resending now
         # would be a second call; after the client's deadline the two cases can be told apart.
         if not eager:
-            _retry(task, busy + random.uniform(0, SPACING_JITTER), _label(refund))
+            _retry_refund(task, refund, busy + random.uniform(0, SPACING_JITTER))
         return str(refund.status)
     try:
         if refund.status == RefundStatus.REQUESTED:
@@ -165,7 +192,7 @@ def _drive(task: Any, refund_id: int) -> str:
             # UNKNOWN, or claimed and never answered: ask again under the same gateway id before anything.
             refund = refunds.resolve_unknown(refund, wait=eager)
     except RefundSpacingNotReached as exc:
-        _retry(task, exc.retry_after + _spread(refund), _label(refund))
+        _retry_refund(task, refund, exc.retry_after + _spread(refund))
         return str(refund.status)
     except AlipayConfigurationError as exc:
         logger.error(
@@ -178,7 +205,7 @@ def _drive(task: Any, refund_id: int) -> str:
     except DatabaseError:
         logger.warning("%s: database error, retrying", _label(refund), exc_info=True)
         if not eager:
-            _retry(task, _backoff_for(task, task.request.retries), _label(refund))
+            _retry_refund(task, refund, _backoff_for(task, task.request.retries))
         return str(refund.status)
 
     if _settled(refund):
@@ -187,7 +214,7 @@ def _drive(task: Any, refund_id: int) -> str:
     if busy > 0:
         # Claimed by a concurrent delivery of this same message: check back once its call has ended.
         if not eager:
-            _retry(task, busy + random.uniform(0, SPACING_JITTER), _label(refund))
+            _retry_refund(task, refund, busy + random.uniform(0, SPACING_JITTER))
         return str(refund.status)
     # REQUESTED again (the request never left) or UNKNOWN (no usable answer): ask again later, within bounds.
     if refund.attempts >= int(task.max_gateway_attempts):
@@ -197,9 +224,10 @@ def _drive(task: Any, refund_id: int) -> str:
             refund.status,
             refund.attempts,
         )
+        _leave_to_reconciliation(refund)
         return str(refund.status)
     if not eager:
-        _retry(task, _backoff_for(task, refund.attempts - 1), _label(refund))
+        _retry_refund(task, refund, _backoff_for(task, refund.attempts - 1))
     return str(refund.status)
 
 
@@ -209,7 +237,7 @@ def submit_refund(self: Any, refund_id: int) -> str:
 
     Returns the refund's status. Retries, with exponential backoff and full jitter, while the refund is
     REQUESTED (never sent) or UNKNOWN, for at most ``max_gateway_attempts`` gateway calls; waits out the
-    merchant's refund spacing with short retries; leaves anything unfinished to reconciliation.
+    partner's refund spacing with short retries; leaves anything unfinished to reconciliation.
     """
     return _drive(self, refund_id)
 
@@ -230,6 +258,8 @@ def dispatch_refund(refund_id: int) -> None:
     kind = Refund.objects.filter(pk=refund_id).values_list("kind", flat=True).first()
     task = submit_reverse if kind == RefundKind.REVERSE else submit_refund
     task.apply_async(args=(refund_id,), queue=str(app_settings.REFUND_TASK_QUEUE))
+    # Only once the broker has the message: a refund whose hand-over failed is left for the sweeper.
+    _note_due(refund_id, 0)
 
 
 # --- notifications and trades -------------------------------------------------------------------------------
@@ -328,8 +358,51 @@ def reconcile_unknown_refunds(self: Any, merchant_id: int | None = None) -> dict
             continue
         task = submit_reverse if refund.kind == RefundKind.REVERSE else submit_refund
         task.apply_async(args=(refund.pk,), queue=queue)
+        refunds.expect_task(refund.pk, 0)
         enqueued += 1
     mismatches = reconciliation.check_balances(merchant=merchant)
     for mismatch in mismatches:
         logger.error("reconciliation: order %s: %s", mismatch.out_trade_no, mismatch.message)
     return {"refunds_enqueued": enqueued, "awaiting_result": awaiting, "balance_mismatches": len(mismatches)}
+
+
+@shared_task(name="django_alipay.tasks.settle_refunds_from_files", bind=True, acks_late=True)
+def settle_refunds_from_files(self: Any, merchant_id: int | None = None) -> dict[str, Any]:
+    """Periodic: fetch the transaction files (forex_compare_file) of the days unsettled refunds were sent,
+    and settle every refund they list (see :mod:`django_alipay.domain.settlement`).
+
+    What settles a refund whose resend only got REPEATED_REFUNDMENT_REQUEST and whose notification never
+    came. Returns counts; refunds the files contradict or do not list are logged for a person.
+    """
+    report = settlement.settle_from_files(merchant=_merchant(merchant_id))
+    for error in report.errors:
+        logger.warning("settlement files could not be fetched: %s", error)
+    return {
+        "files": len(report.files),
+        "settled": len(report.settled),
+        "waiting": len(report.waiting),
+        "mismatches": len(report.mismatches),
+        "errors": len(report.errors),
+    }
+
+
+@shared_task(name="django_alipay.tasks.sweep_stranded_refunds", bind=True, acks_late=True)
+def sweep_stranded_refunds(self: Any, merchant_id: int | None = None) -> dict[str, Any]:
+    """Periodic (every 15 s by default): hand every refund that no task is sending to its refund task again.
+
+    The database is the truth, not the broker: a refund requested, or claimed for a call that can no
+    longer be under way, with no task due for it for ``ALIPAY["STRANDED_REFUND_AFTER"]`` seconds, lost its
+    message (a dispatch that failed, a broker restarted without persistence, a killed worker's reserved
+    retries). Sending it again is safe: only the task that claims a refund calls the gateway, under the
+    refund's own gateway id. Returns counts.
+    """
+    queue = str(app_settings.REFUND_TASK_QUEUE)
+    stranded = reconciliation.stranded_refunds(merchant=_merchant(merchant_id)).only("pk", "kind")
+    enqueued = 0
+    for refund in stranded.order_by("pk").iterator():
+        task = submit_reverse if refund.kind == RefundKind.REVERSE else submit_refund
+        task.apply_async(args=(refund.pk,), queue=queue)
+        refunds.expect_task(refund.pk, 0)
+        logger.warning("%s had no task sending it; handed to its task again", _label(refund))
+        enqueued += 1
+    return {"refunds_enqueued": enqueued}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,6 +16,12 @@ from django.db import connection
 
 from django_alipay.domain import clock as domain_clock
 from django_alipay.protocol.clock import FixedClock
+
+# One control token for this test run: every emulator it starts (subprocesses inherit the environment) and
+# the mounted one take it, and the tests send it with each POST to control/.
+os.environ.setdefault("ALIPAY_EMULATOR_CONTROL_TOKEN", secrets.token_urlsafe(24))
+#: The header that lets a test change an emulator through control/.
+CONTROL_HEADERS = {"X-Emulator-Token": os.environ["ALIPAY_EMULATOR_CONTROL_TOKEN"]}
 
 TEST_PARTNER = "2088101122136241"
 # A made-up MD5 key in the portal's shape (32 letters and digits); never a real merchant's.
@@ -87,3 +95,4 @@ def standalone_emulator() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        process.stdout.close()

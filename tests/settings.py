@@ -27,6 +27,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALIPAY_EMULATOR = {"NOTIFIER_THREAD": False}
 # The test suite drives the mounted emulator with DEBUG False (pytest-django's default); allow it explicitly.
 ALIPAY_EMULATOR_ALLOW = True
+ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = True
 
 
 def _database_from_env() -> dict:

@@ -80,7 +80,11 @@ def test_the_emulator_checks_are_documented():
     source = (ROOT / "django_alipay" / "emulator" / "checks.py").read_text(encoding="utf-8")
     emitted = set(re.findall(r"django_alipay_emulator\.[EW]\d{3}", source))
 
-    assert emitted == {"django_alipay_emulator.W001", "django_alipay_emulator.W002"}
+    assert emitted == {
+        "django_alipay_emulator.E001",
+        "django_alipay_emulator.W001",
+        "django_alipay_emulator.W002",
+    }
     for check_id in emitted:
         assert f"`{check_id}`" in page
 

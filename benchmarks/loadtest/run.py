@@ -169,12 +169,18 @@ def wait_for(what: str, check: Callable[[], bool], *, timeout: float, child: Chi
     raise RuntimeError(f"timed out after {timeout:.0f} s {what}")
 
 
+#: This run's emulator control token (passed to the emulator with --control-token; control/ POSTs need it).
+CONTROL_TOKEN = secrets.token_urlsafe(24)
+CONTROL_HEADERS = {"X-Emulator-Token": CONTROL_TOKEN}
+
+
 def http_json(url: str, data: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     """GET (or POST ``data`` as JSON to) ``url`` and decode the JSON answer."""
     body = None if data is None else json.dumps(data).encode()
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"loopback URLs only: {url}")
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})  # noqa: S310
+    headers = {"Content-Type": "application/json", **CONTROL_HEADERS}
+    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
         return json.loads(response.read())
 
@@ -562,6 +568,7 @@ def start_one_payment(emulator: str, partner: str) -> str:
             paid = session.post(
                 f"{emulator}/control/pay",
                 json={"partner": partner, "out_trade_no": order.number},
+                headers=CONTROL_HEADERS,
                 timeout=30,
             )
             if paid.status_code != 200 or paid.json().get("trade_status") != "TRADE_FINISHED":
@@ -834,6 +841,7 @@ def _run(
         [
             PYTHON, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", str(emulator_port),
             "--quiet", "--seed", str(args.seed), "--db", str(emulator_dir / "emulator.sqlite3"),
+            "--control-token", CONTROL_TOKEN,
         ],
         env=emulator_env,
         cwd=REPO,

@@ -17,6 +17,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
+from django_alipay.access import access_for
 from django_alipay.catalog_text import describe
 from django_alipay.enums import RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError
@@ -26,6 +27,7 @@ from django_alipay.protocol import money
 from django_alipay.protocol.errors import AlipayError
 
 __all__ = [
+    "MerchantScopedAdmin",
     "PresentValuesFilter",
     "ReadOnlyAdmin",
     "badge",
@@ -257,6 +259,24 @@ def report_rows(
             % {"verb": verb, "done": summary.done, "count": count, "refused": summary.refused},
         )
     return summary
+
+
+class MerchantScopedAdmin(admin.ModelAdmin):
+    """An admin showing a user only the rows of merchants :mod:`django_alipay.access` lets them reach.
+
+    Every list, page, custom view and bulk action starts from :meth:`get_queryset`, so a row outside the
+    user's merchants is "not found" everywhere, as in the REST API.
+    """
+
+    #: The path from a row to its merchant (``"pk"`` for merchants themselves).
+    merchant_path: ClassVar[str] = "merchant"
+    #: Whether rows naming no merchant are listed (to superusers only).
+    shows_unassigned: ClassVar[bool] = False
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return access_for(request.user).scope(
+            super().get_queryset(request), through=self.merchant_path, unassigned=self.shows_unassigned
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -18,10 +18,12 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from django_alipay.admin.common import MerchantScopedAdmin
 from django_alipay.domain import merchants
 from django_alipay.enums import Environment
 from django_alipay.forms import MerchantAdminForm
 from django_alipay.models import Merchant
+from django_alipay.models.merchant import ENCRYPTED_FIELDS
 
 __all__ = ["MerchantAdmin"]
 
@@ -35,10 +37,11 @@ def _report(request: HttpRequest, merchant: Merchant) -> None:
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(MerchantScopedAdmin):
     """Merchants with write-only secrets (last characters and a fingerprint shown, never the secret)."""
 
     form = MerchantAdminForm
+    merchant_path = "pk"
     formfield_overrides: ClassVar[dict[type[models.Field[Any, Any]], dict[str, Any]]] = {
         models.URLField: {"assume_scheme": "https"}
     }
@@ -52,7 +55,16 @@ class MerchantAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "partner", "environment", "is_active", "currency")}),
         (
             gettext_lazy("Gateway"),
-            {"fields": ("sign_type", "charset", "gateway_url", "instore_gateway_url")},
+            {
+                "fields": (
+                    "sign_type",
+                    "charset",
+                    "gateway_url",
+                    "instore_gateway_url",
+                    "notify_verify_url",
+                    "notify_verify_method",
+                )
+            },
         ),
         (
             gettext_lazy("Keys (write-only: what you type replaces the stored key; empty keeps it)"),
@@ -60,6 +72,33 @@ class MerchantAdmin(admin.ModelAdmin):
         ),
         (gettext_lazy("Record"), {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
+
+    # --- view-only pages: the keys as their last characters, never the stored value -----------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: Merchant | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        masked = {name: f"{name}_masked" for name in ENCRYPTED_FIELDS}
+        return [
+            (title, {**options, "fields": tuple(masked.get(str(f), f) for f in options["fields"])})
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Merchant | None = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), *(f"{name}_masked" for name in ENCRYPTED_FIELDS))
+
+    @admin.display(description=gettext_lazy("MD5 key"))
+    def md5_key_masked(self, obj: Merchant) -> str:
+        return obj.masked("md5_key") or "—"
+
+    @admin.display(description=gettext_lazy("merchant private key"))
+    def private_key_masked(self, obj: Merchant) -> str:
+        return obj.masked("private_key") or "—"
+
+    @admin.display(description=gettext_lazy("Alipay public key"))
+    def alipay_public_key_masked(self, obj: Merchant) -> str:
+        return obj.masked("alipay_public_key") or "—"
 
     # --- display --------------------------------------------------------------------------------------------
 

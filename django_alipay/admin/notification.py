@@ -18,7 +18,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from django_alipay.access import access_for
 from django_alipay.admin.common import (
+    MerchantScopedAdmin,
     PresentValuesFilter,
     ReadOnlyAdmin,
     badge,
@@ -93,7 +95,7 @@ def _flag_label(flag: str) -> str:
 
 
 @admin.register(Notification)
-class NotificationAdmin(ReadOnlyAdmin):
+class NotificationAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
     """Stored notifications and return visits: verification, outcome, flag, and the raw request, escaped."""
 
     change_form_template = "django_alipay/admin/notification/change_form.html"
@@ -108,7 +110,14 @@ class NotificationAdmin(ReadOnlyAdmin):
         "flag_text",
     )
     list_display_links = ("received_short",)
-    list_filter = ("kind", "verification", "outcome", FlagFilter, "merchant")
+    list_filter = (
+        "kind",
+        "verification",
+        "outcome",
+        FlagFilter,
+        ("merchant", admin.RelatedOnlyFieldListFilter),
+    )
+    shows_unassigned = True  # requests to an unknown notify URL: superusers only (django_alipay.access)
     search_fields = ("notify_id", "out_trade_no")
     list_select_related = ("merchant",)
     actions = ("reprocess",)
@@ -189,7 +198,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     )
 
     def has_sync_permission(self, request: HttpRequest, obj: Notification | None = None) -> bool:
-        return request.user.has_perm(PERMISSION_SYNC)
+        return access_for(request.user).may(PERMISSION_SYNC, obj)
 
     # --- display (every value goes through format_html: stored text is never trusted as HTML) ---------------
 

@@ -11,7 +11,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from django_alipay.access import access_for
 from django_alipay.admin.common import (
+    MerchantScopedAdmin,
     PresentValuesFilter,
     ReadOnlyAdmin,
     badge,
@@ -25,7 +27,7 @@ from django_alipay.admin.common import (
 )
 from django_alipay.admin.trade import PERMISSION_REFUND
 from django_alipay.catalog_text import describe
-from django_alipay.domain import refunds
+from django_alipay.domain import refunds, settlement
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Refund
 
@@ -51,7 +53,7 @@ class RefundStatusFilter(PresentValuesFilter):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdmin):
+class RefundAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
     """Every refund and reversal with its gateway id, status and what the gateway said."""
 
     list_display = (
@@ -64,7 +66,7 @@ class RefundAdmin(ReadOnlyAdmin):
         "gateway_refund_id",
     )
     list_display_links = ("created_beijing",)
-    list_filter = (RefundStatusFilter, "kind", "merchant")
+    list_filter = (RefundStatusFilter, "kind", ("merchant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("gateway_refund_id", "trade__out_trade_no", "trade__trade_no")
     list_select_related = ("trade", "merchant")
     actions = ("ask_alipay_again",)
@@ -72,7 +74,7 @@ class RefundAdmin(ReadOnlyAdmin):
         (None, {"fields": ("gateway_refund_id", "trade_link", "merchant", "kind", "amount_text", "reason")}),
         (
             gettext_lazy("Outcome"),
-            {"fields": ("status_badge", "gateway_said", "attempts", "idempotency_key")},
+            {"fields": ("status_badge", "gateway_said", "evidence", "attempts", "idempotency_key")},
         ),
         (gettext_lazy("Times"), {"fields": ("created_both", "submitted_both", "completed_both")}),
         (
@@ -89,6 +91,7 @@ class RefundAdmin(ReadOnlyAdmin):
         "reason",
         "status_badge",
         "gateway_said",
+        "evidence",
         "attempts",
         "idempotency_key",
         "created_both",
@@ -99,7 +102,7 @@ class RefundAdmin(ReadOnlyAdmin):
     )
 
     def has_refund_permission(self, request: HttpRequest, obj: Refund | None = None) -> bool:
-        return request.user.has_perm(PERMISSION_REFUND)
+        return access_for(request.user).may(PERMISSION_REFUND, obj)
 
     @admin.display(description=gettext_lazy("Trade"), ordering="trade__out_trade_no")
     def trade_link(self, obj: Refund) -> SafeString:
@@ -124,6 +127,16 @@ class RefundAdmin(ReadOnlyAdmin):
             return ""
         description = describe(obj.error_description)
         return f"{obj.error_code}: {description}" if description else obj.error_code
+
+    @admin.display(description=gettext_lazy("Evidence awaited"))
+    def evidence(self, obj: Refund) -> str:
+        """What will settle a refund the gateway's answers left open: its notification, or the day's file."""
+        day = settlement.awaiting_file(obj)
+        if day is None:
+            return ""
+        return _(
+            "Waiting for the settlement file of %(day)s, or for its notification, whichever comes first."
+        ) % {"day": day.isoformat()}
 
     @admin.display(description=gettext_lazy("Requested (Beijing)"), ordering="created_at")
     def created_beijing(self, obj: Refund) -> SafeString:

@@ -23,8 +23,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from django_alipay.access import access_for
 from django_alipay.admin.common import (
     REPORTED_ERRORS,
+    MerchantScopedAdmin,
     ReadOnlyAdmin,
     badge,
     beijing_text,
@@ -175,7 +177,7 @@ def _recent_same_refund(trade: Trade, amount: str, key: str) -> Refund | None:
 
 
 @admin.register(Trade)
-class TradeAdmin(ReadOnlyAdmin):
+class TradeAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
     """Trades as Alipay reported them; money moves only through the refund and reverse pages and actions."""
 
     change_form_template = "django_alipay/admin/trade/change_form.html"
@@ -190,7 +192,7 @@ class TradeAdmin(ReadOnlyAdmin):
         "paid_beijing",
     )
     list_display_links = ("order",)
-    list_filter = (StatusFilter, ProductFilter, "merchant")
+    list_filter = (StatusFilter, ProductFilter, ("merchant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("out_trade_no", "trade_no")
     list_select_related = ("merchant",)
     actions = ("refund_in_full", "refund_partially", "reverse_trades", "sync_from_alipay")
@@ -254,14 +256,16 @@ class TradeAdmin(ReadOnlyAdmin):
 
     # --- permissions ------------------------------------------------------------------------------------
 
+    # The model permission, and for one trade its merchant within the user's reach (django_alipay.access).
+
     def has_refund_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(PERMISSION_REFUND)
+        return access_for(request.user).may(PERMISSION_REFUND, obj)
 
     def has_reverse_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(PERMISSION_REVERSE)
+        return access_for(request.user).may(PERMISSION_REVERSE, obj)
 
     def has_sync_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(PERMISSION_SYNC)
+        return access_for(request.user).may(PERMISSION_SYNC, obj)
 
     # --- list and fields --------------------------------------------------------------------------------
 

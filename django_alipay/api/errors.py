@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
@@ -56,7 +57,7 @@ IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 ERROR_CODES: Final[Mapping[str, str]] = {
     "invalid": "The request is malformed or a value is not acceptable (see field).",
     "invalid_amount": "An amount is not canonical decimal text of the currency, or is out of range.",
-    "parse_error": "The body is not valid JSON.",
+    "parse_error": "The body is not valid JSON (or nests arrays and objects more than 32 levels deep).",
     "not_authenticated": "No valid credentials were sent.",
     "permission_denied": "The user may not do this.",
     "not_found": "No such object, or not one of the user's merchants.",
@@ -74,7 +75,11 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     "gateway_refused": "Alipay refused the request (see alipay_code and description).",
     "gateway_unavailable": "Alipay could not be reached or its answer is unknown; try again later.",
     "configuration_error": "The merchant or the app is not configured correctly.",
+    "database_unavailable": "The shop's database did not answer; try again later (see Retry-After).",
 }
+
+#: Seconds a client is asked to wait (Retry-After) before trying again while the shop's database is down.
+DATABASE_RETRY_AFTER: Final = 30
 
 # Domain refusals: nothing was changed, so the client gets a conflict with the current state (409), except a
 # reused idempotency key, which is a client mistake about the request itself (422).
@@ -205,6 +210,18 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         response = Response(
             error_body("configuration_error", str(exc)), status=status.HTTP_500_INTERNAL_SERVER_ERROR
         )
+    elif isinstance(exc, DatabaseError):
+        # The database (or the connection to it) is down: a transient state the client can wait out, not a
+        # bug. The driver's message may name hosts and users, so it goes to the log only.
+        logger.error("REST API request failed on the database: %s", type(exc).__name__, exc_info=exc)
+        response = Response(
+            error_body(
+                "database_unavailable",
+                _("The shop's database is not answering right now; try again later."),
+            ),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
     else:
         return None
     set_rollback()
@@ -215,7 +232,8 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
 def _log(response: Response, context: Mapping[str, Any]) -> None:
     """One line per refused request: who asked what, and why it was refused (never a body or a secret)."""
     request = context.get("request")
-    user = getattr(request, "user", None)
+    # Only a user already authenticated: authenticating now may need the database that just failed.
+    user = getattr(request, "_user", None)
     body = response.data["error"] if isinstance(response.data, Mapping) else {}
     logger.log(
         logging.WARNING if response.status_code >= 500 else logging.INFO,

@@ -5,10 +5,7 @@ Three layers, each configurable:
 1. Every request must pass ``ALIPAY["API_PERMISSION_CLASSES"]`` (default: DRF's ``IsAdminUser``, staff only).
 2. A user sees only the trades, refunds and notifications of the merchants that
    ``ALIPAY["API_MERCHANTS_FOR_USER"]`` gives for them; any other object answers 404, as if it did not
-   exist. The default, :func:`merchants_for_user`, uses Django's permission ``django_alipay.view_merchant``:
-   held as a model permission (or by a superuser) it opens every merchant; held as an object permission on
-   a merchant (from any authentication backend with object permissions, such as django-guardian) it opens
-   that merchant only. Without it a user sees nothing.
+   exist. That is :mod:`django_alipay.access`, the same policy the admin applies.
 3. What moves money or changes a trade needs its model permission as well: creating a trade
    ``django_alipay.add_trade``, querying it at Alipay ``django_alipay.sync_trade``, refunding
    ``django_alipay.refund_trade``, reversing ``django_alipay.reverse_trade``. Superusers hold them all.
@@ -19,17 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from django.db.models import QuerySet
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
+# The merchant policy is django_alipay.access (the admin applies it too); its names stay importable here.
+from django_alipay.access import VIEW_MERCHANT, allowed_merchants, merchants_for_user
 from django_alipay.conf import app_settings
 from django_alipay.exceptions import AlipayConfigurationError
-from django_alipay.models import Merchant
 
 __all__ = [
+    "VIEW_MERCHANT",
     "CanCreateTrade",
     "CanRefundTrade",
     "CanReverseTrade",
@@ -38,8 +36,6 @@ __all__ = [
     "api_permission_classes",
     "merchants_for_user",
 ]
-
-VIEW_MERCHANT = "django_alipay.view_merchant"
 
 
 def api_permission_classes() -> list[type[BasePermission]]:
@@ -58,37 +54,6 @@ def api_permission_classes() -> list[type[BasePermission]]:
             )
         classes.append(found)
     return classes
-
-
-def merchants_for_user(user: Any) -> QuerySet[Merchant]:
-    """The default ``API_MERCHANTS_FOR_USER``: merchants that ``django_alipay.view_merchant`` opens to a user.
-
-    The model permission (or superuser status) opens every merchant; an object permission on a merchant opens
-    that one. Inactive and anonymous users get none.
-    """
-    if user is None or not user.is_active or not user.is_authenticated:
-        return Merchant.objects.none()
-    if user.has_perm(VIEW_MERCHANT):
-        return Merchant.objects.all()
-    # Merchants are few (one per Alipay account), so asking about each is cheap and works with any backend.
-    opened = [pk for pk in Merchant.objects.values_list("pk", flat=True) if _may_view(user, pk)]
-    return Merchant.objects.filter(pk__in=opened)
-
-
-def _may_view(user: Any, merchant_pk: int) -> bool:
-    merchant = Merchant(pk=merchant_pk)
-    return bool(user.has_perm(VIEW_MERCHANT, merchant))
-
-
-def allowed_merchants(user: Any) -> QuerySet[Merchant]:
-    """The merchants ``user`` may see, from ``ALIPAY["API_MERCHANTS_FOR_USER"]``, as a queryset."""
-    source = app_settings.API_MERCHANTS_FOR_USER
-    finder = source if callable(source) else import_string(str(source))
-    found = finder(user)
-    if isinstance(found, QuerySet) and found.model is Merchant:
-        return found
-    ids = [item.pk if isinstance(item, Merchant) else item for item in found]
-    return Merchant.objects.filter(pk__in=ids)
 
 
 class _TradePermission(BasePermission):

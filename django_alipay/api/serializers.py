@@ -17,8 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from django_alipay.access import allowed_merchants
 from django_alipay.api.errors import error_body
-from django_alipay.api.permissions import allowed_merchants
 from django_alipay.catalog_text import describe
 from django_alipay.enums import Product, RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError
@@ -361,6 +361,14 @@ class RefundSerializer(serializers.ModelSerializer[Refund]):
     description = DescribedCharField(
         source="error_description", read_only=True, help_text="The catalog description of alipay_code."
     )
+    queued_for_sweeper = serializers.BooleanField(
+        source="awaits_sweep",
+        read_only=True,
+        help_text=(
+            "True while the refund is requested and no task has it (handing it to the task queue failed, or "
+            "its turn did not come in time): the periodic sweep sends it."
+        ),
+    )
 
     class Meta:
         model = Refund
@@ -375,6 +383,7 @@ class RefundSerializer(serializers.ModelSerializer[Refund]):
             "currency",
             "reason",
             "status",
+            "queued_for_sweeper",
             "alipay_code",
             "description",
             "idempotency_key",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.urls import NoReverseMatch, Resolver404, resolve
 from django.utils.translation import gettext as _
 from drf_spectacular.openapi import AutoSchema
@@ -31,14 +31,15 @@ from rest_framework.reverse import reverse
 from rest_framework.routers import APIRootView
 from rest_framework.views import APIView
 
+from django_alipay.access import access_for
 from django_alipay.api import errors
 from django_alipay.api.pagination import Pagination
+from django_alipay.api.parsers import StrictJSONParser
 from django_alipay.api.permissions import (
     CanCreateTrade,
     CanRefundTrade,
     CanReverseTrade,
     CanSyncTrade,
-    allowed_merchants,
     api_permission_classes,
 )
 from django_alipay.api.schema import document
@@ -176,7 +177,7 @@ class APIViewSet(viewsets.GenericViewSet[Any]):
     """The API's common policies: JSON in, JSON or the browsable API out, its permissions and error bodies."""
 
     schema = AutoSchema()
-    parser_classes = (JSONParser,)
+    parser_classes = (StrictJSONParser,)
     renderer_classes = (JSONRenderer, BrowsableRenderer)
     pagination_class = Pagination
     #: Permission classes added to the configured ones, by "action:METHOD" ("*": every request).
@@ -216,7 +217,7 @@ class NotFoundView(APIView):
     schema = None
     permission_classes = ()
     renderer_classes = (JSONRenderer, BrowsableRenderer)
-    parser_classes = (JSONParser,)
+    parser_classes = (StrictJSONParser,)
 
     def get_exception_handler(self) -> Callable[..., Response | None]:
         """Every error answers with the API's error body."""
@@ -286,7 +287,8 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
     def get_queryset(self) -> QuerySet[Trade]:
         """The user's trades, newest first, filtered by the list's query parameters."""
         queryset = (
-            Trade.objects.filter(merchant__in=allowed_merchants(self.request.user))
+            access_for(self.request.user)
+            .scope(Trade.objects.all())
             .select_related("merchant")
             .order_by("-created_at", "-pk")
         )
@@ -458,7 +460,8 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet
     def get_queryset(self) -> QuerySet[Refund]:
         """The user's refunds, newest first, filtered by the list's query parameters."""
         queryset = (
-            Refund.objects.filter(merchant__in=allowed_merchants(self.request.user))
+            access_for(self.request.user)
+            .scope(Refund.objects.all())
             .select_related("trade")
             .order_by("-created_at", "-pk")
         )
@@ -493,11 +496,11 @@ class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIV
 
     def get_queryset(self) -> QuerySet[Notification]:
         """The user's notifications (those naming no merchant: superusers only), newest first."""
-        user = self.request.user
-        mine = Q(merchant__in=allowed_merchants(user))
-        if getattr(user, "is_superuser", False):
-            mine |= Q(merchant__isnull=True)
-        queryset = Notification.objects.filter(mine).order_by("-received_at", "-pk")
+        queryset = (
+            access_for(self.request.user)
+            .scope(Notification.objects.all(), unassigned=True)
+            .order_by("-received_at", "-pk")
+        )
         if self.action == "list":
             queryset = queryset.filter(**_valid(NotificationFilterSerializer, self.request.query_params))
         return queryset

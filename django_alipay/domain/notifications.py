@@ -9,39 +9,48 @@ The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
    so the notify view must be ``transaction.non_atomic_requests`` (a loud error beats a silent lost row).
 2. **Verify**: decode with the declared or merchant charset (duplicates, NUL bytes, bad bytes refused),
    check the signature with *this merchant's* keys and its own sign type only, then ``notify_verify`` within
-   ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already acted upon, identical and
-   correctly signed, is acknowledged as a duplicate without asking notify_verify again (Alipay reportedly
-   refuses to re-verify an acknowledged notify_id, which would turn a lost ``success`` into endless retries).
-3. **Process** in one durable transaction with the trade row locked: deduplicate by notify_id and by
-   (trade, status) / (refund, status), check amount, currency and partner, apply the status forward only
-   through :mod:`~django_alipay.domain.trades` / :mod:`~django_alipay.domain.refunds`. A race between two
-   identical deliveries ends in one effect: the second waits for the lock and then sees the first; the
-   partial unique constraint on (merchant, notify_id) is the backstop.
+   ``ALIPAY["NOTIFY_VERIFY_TIMEOUT"]`` seconds. A delivery of a notify_id already applied, with the same
+   signed fields and correctly signed, is acknowledged as a duplicate without asking notify_verify again
+   (Alipay reportedly refuses to re-verify an acknowledged notify_id, which would turn a lost ``success``
+   into endless retries). A correctly signed notification that notify_verify calls false is never applied
+   itself: the trade is queried, the query's answer applied, and the notification acknowledged only when
+   the query confirms it.
+3. **Process** in one durable transaction with the trade row locked: deduplicate against applied rows by
+   notify_id and signed fields and by (trade, status) / (refund, status), check amount, currency and
+   partner, apply the status forward only through :mod:`~django_alipay.domain.trades` /
+   :mod:`~django_alipay.domain.refunds`. A race between two identical deliveries ends in one effect: the
+   second waits for the lock and then sees the first; the partial unique constraint on (merchant,
+   notify_id) is the backstop.
 4. **Answer** ``success`` only after that commit (see :class:`NotificationAnswer`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
+import threading
+import time
 import traceback as traceback_module
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, refunds, trades
+from django_alipay.domain import clock, refunds, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
 from django_alipay.enums import (
     NotificationFlag,
     NotificationKind,
     ProcessingOutcome,
+    Product,
     RefundStatus,
     Verification,
 )
@@ -78,6 +87,8 @@ class NotificationAnswer:
     processed, or a duplicate of one                        200      success
     genuine but unusable (amount, currency, partner ...)    200      success  (flag set, alert logged)
     genuine, order unknown (replica lag, other project)     404      fail     (Alipay retries)
+    signed, notify_verify false, the trade's query agrees   200      success  (flag verify_false_confirmed)
+    signed, notify_verify false, the query disagrees        400      fail     (the query's status kept)
     forged or malformed (signature, sign type, verify)      400      fail
     body too large / not a form                             413/415  fail
     unknown notify URL token                                404      fail
@@ -129,6 +140,45 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return ""
 
 
+#: What is kept of the query string of a request to an unknown notify URL (it names nothing of ours).
+UNKNOWN_TOKEN_QUERY_CHARS = 256
+_unknown_counts: dict[int, int] = {}
+_unknown_lock = threading.Lock()
+
+
+def _unknown_token_admitted() -> bool:
+    """Whether one more row for an unknown notify URL fits this minute's ``UNKNOWN_TOKEN_ROWS_PER_MINUTE``.
+
+    Counted in the default cache (shared by every process using it), or in this process when the cache
+    fails. Wall-clock minutes, not the domain clock: the bound is on real traffic.
+    """
+    limit = app_settings.UNKNOWN_TOKEN_ROWS_PER_MINUTE
+    if limit is None:
+        return True
+    window = int(time.time() // 60)
+    try:
+        key = f"django_alipay:unknown-token-rows:{window}"
+        cache.add(key, 0, timeout=120)
+        count = int(cache.incr(key))
+    except Exception:  # the cache is down or not shared: count in this process instead
+        with _unknown_lock:
+            for old in [w for w in _unknown_counts if w != window]:
+                del _unknown_counts[old]
+            count = _unknown_counts[window] = _unknown_counts.get(window, 0) + 1
+    if count == int(limit) + 1:
+        logger.warning(
+            "more than %s requests to unknown notify URLs this minute: no more are stored until the next one",
+            limit,
+        )
+    return count <= int(limit)
+
+
+def _merchant_for(merchant_token: str) -> Merchant | None:
+    if isinstance(merchant_token, str) and 0 < len(merchant_token) <= 64:
+        return Merchant.objects.filter(notify_token=merchant_token).first()
+    return None
+
+
 def _store(
     merchant_token: str,
     *,
@@ -139,11 +189,18 @@ def _store(
     headers: Mapping[str, str],
     method: str,
     kind: NotificationKind,
-) -> Notification:
+) -> Notification | None:
+    """The stored request; for a token naming no merchant a fingerprint only, or None past the rate limit."""
     limit = int(app_settings.NOTIFY_MAX_BODY_BYTES)
-    merchant = None
-    if isinstance(merchant_token, str) and 0 < len(merchant_token) <= 64:
-        merchant = Merchant.objects.filter(notify_token=merchant_token).first()
+    merchant = _merchant_for(merchant_token)
+    flag_info = ""
+    if merchant is None:
+        # Anyone can post to any URL: keep what identifies the request, not what it carries, and only so many.
+        if not _unknown_token_admitted():
+            return None
+        flag_info = f"{len(body)} bytes, SHA-256 {hashlib.sha256(body).hexdigest()}"
+        query_string = (query_string or "")[:UNKNOWN_TOKEN_QUERY_CHARS]
+        limit = 0
     kept = {name: _clean(_header(headers, name), 512) for name in KEPT_HEADERS if _header(headers, name)}
     with transaction.atomic(durable=True):
         return Notification.objects.create(
@@ -159,6 +216,7 @@ def _store(
             headers=kept,
             remote_addr=_ip(remote_addr),
             forwarded_for=_clean(_header(headers, "X-Forwarded-For"), 512),
+            flag_info=flag_info,
         )
 
 
@@ -231,13 +289,18 @@ def receive(
         method=method,
         kind=NotificationKind.UNKNOWN,
     )
+    if notification is None:
+        return _failure(404, None, NotificationFlag.UNKNOWN_MERCHANT.value, "no merchant has this notify URL")
     if body_for_store is not body:
         _update(notification, body_size=len(body), body_truncated=True)
         return _reject(notification, 413, NotificationFlag.BODY_TOO_LARGE, f"{len(body)} bytes")
     merchant = notification.merchant
     if merchant is None:
         return _reject(
-            notification, 404, NotificationFlag.UNKNOWN_MERCHANT, "no merchant has this notify URL"
+            notification,
+            404,
+            NotificationFlag.UNKNOWN_MERCHANT,
+            f"no merchant has this notify URL; {notification.flag_info}",
         )
     return _run(notification, merchant, body, content_type, query_string, ask_alipay=True)
 
@@ -291,7 +354,8 @@ def _verify_and_process(
         return _reject(notification, status, flag, exc.message)
 
     params = parsed.params
-    is_refund = any(name in params for name in ("refund_status", "out_return_no", "partner_refund_id"))
+    # Only fields with a value are signed: an empty ``refund_status=`` anyone can append decides nothing.
+    is_refund = wire.names_a_refund(params)
     # Kept on the instance; the next write (whatever the outcome) stores them with it.
     _remember(
         notification,
@@ -308,10 +372,11 @@ def _verify_and_process(
         )[:64],
     )
 
-    allowed = [merchant.sign_type] if merchant.sign_type in app_settings.ALLOWED_SIGN_TYPES else []
     try:
         keys = merchant.verification_keys()
-        verified = wire.verify_notification(parsed, key=keys, allowed_sign_types=allowed)
+        verified = wire.verify_notification(
+            parsed, key=keys, allowed_sign_types=_allowed_sign_types(merchant)
+        )
     except NotificationError as exc:
         return _reject(notification, 400, _flag(exc), exc.message)
     except (AlipayConfigurationError, AlipayError) as exc:
@@ -328,8 +393,10 @@ def _verify_and_process(
             outcome=ProcessingOutcome.RETRY,
         )
 
-    earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
-    if earlier is not None and earlier.params == params:
+    # The same notify_id with the same signed content: applied already, it is a duplicate; only ignored (not
+    # applied), it is processed again, without asking notify_verify about a notify_id it already confirmed.
+    earlier = _same_delivery(merchant, verified, exclude=notification.pk)
+    if earlier is not None and earlier.outcome == ProcessingOutcome.PROCESSED:
         _update(
             notification,
             verification=Verification.VERIFIED,
@@ -342,7 +409,7 @@ def _verify_and_process(
         _send_received(notification)
         return _success(notification, "duplicate")
 
-    if app_settings.NOTIFY_VERIFY and ask_alipay:
+    if app_settings.NOTIFY_VERIFY and ask_alipay and earlier is None:
         try:
             genuine = gateway.shared_client(merchant).notify_verify(
                 verified.notify_id or "", deadline=float(app_settings.NOTIFY_VERIFY_TIMEOUT)
@@ -357,11 +424,101 @@ def _verify_and_process(
                 outcome=ProcessingOutcome.RETRY,
             )
         if not genuine:
-            return _reject(
-                notification, 400, NotificationFlag.VERIFY_FALSE, "notify_verify did not answer true"
-            )
+            return _confirm_by_query(notification, merchant, verified)
     notification.verification = Verification.VERIFIED  # written with the processing record
     return _process(notification, merchant, verified)
+
+
+def _confirm_by_query(
+    notification: Notification, merchant: Merchant, verified: wire.VerifiedNotification
+) -> NotificationAnswer:
+    """notify_verify said false for a correctly signed notification: ask the trade's query instead.
+
+    "false" does not prove a forgery: it is also the answer once a notify_id is older than a minute, and
+    should Alipay reuse one notify_id for every resend, a notification refused once (the database was down)
+    would be refused at every resend. So the notification itself is never applied; the trade is queried
+    (single_trade_query online, alipay.acquire.overseas.query in store), what the query says is applied,
+    and the notification is acknowledged only when the query shows the status it reports. No query reports
+    a refund: a refund notification is left unapplied for the settlement file (or a later resend).
+    """
+    params = verified.params
+    if notification.kind == NotificationKind.REFUND:
+        gateway_id = params.get("out_return_no") or params.get("partner_refund_id") or ""
+        refund = (
+            Refund.objects.filter(merchant=merchant, gateway_refund_id=gateway_id).first()
+            if gateway_id
+            else None
+        )
+        day = settlement.awaiting_file(refund) if refund is not None else None
+        later = f"; the settlement file of {day.isoformat()} settles it" if day is not None else ""
+        return _reject(
+            notification,
+            400,
+            NotificationFlag.VERIFY_FALSE,
+            f"notify_verify did not answer true, and no query reports a refund: not applied{later}",
+        )
+    out_trade_no = verified.out_trade_no or ""
+    trade = (
+        Trade.objects.filter(merchant=merchant, out_trade_no=out_trade_no).select_related("merchant").first()
+        if 0 < len(out_trade_no) <= 64
+        else None
+    )
+    if trade is None:
+        return _reject(
+            notification,
+            400,
+            NotificationFlag.VERIFY_FALSE,
+            "notify_verify did not answer true, and the notification names no order of this merchant",
+        )
+    query = "single_trade_query" if Product(trade.product).is_online else "alipay.acquire.overseas.query"
+    reported = params.get("trade_status") or params.get("alipay_trans_status") or ""
+    try:
+        change = trades.sync_trade(trade)
+    except AlipayError as exc:
+        return _reject(
+            notification,
+            503,
+            NotificationFlag.VERIFY_PENDING,
+            f"notify_verify did not answer true and {query} failed ({type(exc).__name__} {exc.code or ''}); "
+            "left for Alipay to send again",
+            verification=Verification.UNVERIFIABLE,
+            outcome=ProcessingOutcome.RETRY,
+        )
+    if change is None or change.flag or trade.status != reported:
+        said = "does not know the order" if change is None else f"reports {trade.status}"
+        why = f" ({change.message})" if change is not None and change.flag else ""
+        return _reject(
+            notification,
+            400,
+            NotificationFlag.VERIFY_FALSE,
+            f"notify_verify did not answer true; {query} {said}{why}, not {reported[:32] or 'a status'}: "
+            "the notification is not applied",
+        )
+    notification.verification = Verification.QUERIED
+    message = f"notify_verify did not answer true; {query} confirmed {trade.status}, applied from the query"
+    result = _Result(
+        ProcessingOutcome.PROCESSED, NotificationFlag.VERIFY_FALSE_CONFIRMED, message, trade=trade
+    )
+    earlier = _applied(merchant, verified.notify_id or "", exclude=notification.pk)
+    if earlier is not None:
+        result = _Result(ProcessingOutcome.DUPLICATE, trade=trade, duplicate_of=earlier)
+    try:
+        with transaction.atomic(durable=True):
+            _record(notification, result)
+    except IntegrityError:
+        # Another delivery of this notify_id was acknowledged meanwhile.
+        earlier = _applied(merchant, verified.notify_id or "", exclude=notification.pk)
+        if earlier is None:
+            raise
+        result = _Result(ProcessingOutcome.DUPLICATE, trade=trade, duplicate_of=earlier)
+        with transaction.atomic(durable=True):
+            _record(notification, result)
+    return _answer(notification, result)
+
+
+def _allowed_sign_types(merchant: Merchant) -> list[str]:
+    """One sign-type rule for notifications and return visits: the merchant's own, if the app allows it."""
+    return [merchant.sign_type] if merchant.sign_type in app_settings.ALLOWED_SIGN_TYPES else []
 
 
 def _remember(notification: Notification, **fields: Any) -> None:
@@ -379,13 +536,36 @@ def _flag(exc: NotificationError) -> NotificationFlag:
         return NotificationFlag.MALFORMED
 
 
-def _acknowledged(merchant: Merchant, notify_id: str, *, exclude: int) -> Notification | None:
+def _same_delivery(
+    merchant: Merchant, verified: wire.VerifiedNotification, *, exclude: int
+) -> Notification | None:
+    """The first earlier acknowledged delivery of this notify_id whose signed fields are the same as these.
+
+    Unsigned (empty) parameters are left out of the comparison: adding one changes nothing Alipay signed.
+    """
+    notify_id = verified.notify_id or ""
+    if not notify_id:
+        return None
+    signed = wire.signed_fields(verified.params)
+    rows = (
+        Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
+        .exclude(pk=exclude)
+        .only("pk", "params", "outcome", "trade", "refund")  # not the stored body and headers
+        .order_by("pk")
+    )
+    return next((row for row in rows if wire.signed_fields(row.params) == signed), None)
+
+
+def _applied(merchant: Merchant, notify_id: str, *, exclude: int) -> Notification | None:
+    """The delivery of this notify_id that was applied (at most one: the unique constraint)."""
     if not notify_id:
         return None
     return (
-        Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
+        Notification.objects.filter(
+            merchant=merchant, notify_id=notify_id, outcome=ProcessingOutcome.PROCESSED
+        )
         .exclude(pk=exclude)
-        .only("pk", "params", "trade", "refund")  # not the stored body and headers
+        .only("pk", "params", "trade", "refund")
         .order_by("pk")
         .first()
     )
@@ -424,8 +604,8 @@ def _process(
                 result = _process_trade(notification, merchant, verified)
             _record(notification, result)
     except IntegrityError:
-        # Another delivery of this notify_id was acknowledged meanwhile: the unique constraint caught it.
-        earlier = _acknowledged(merchant, verified.notify_id or "", exclude=notification.pk)
+        # Another delivery of this notify_id was applied meanwhile: the unique constraint caught it.
+        earlier = _applied(merchant, verified.notify_id or "", exclude=notification.pk)
         if earlier is None:
             raise
         result = _Result(
@@ -481,20 +661,24 @@ def _answer(notification: Notification, result: _Result) -> NotificationAnswer:
 def _duplicate(
     notification: Notification, merchant: Merchant, *, notify_id: str, **same: Any
 ) -> Notification | None:
-    """An earlier acknowledged delivery of the same notify_id, or of the same status for the same object.
+    """An earlier *applied* delivery of the same notify_id and signed content, or of the same status for the
+    same object.
 
-    One query for both (the first such row); it runs under the trade's row lock.
+    A delivery that was stored but not applied (ignored, rejected, retried) never makes a later one a
+    duplicate. One query for both (the first such row); it runs under the trade's row lock.
     """
-    same_status = Q(outcome=ProcessingOutcome.PROCESSED, **same)
-    same_id = Q(notify_id=notify_id, outcome__in=_ACKNOWLEDGED) if notify_id else Q(pk__in=[])
-    return (
-        Notification.objects.filter(merchant=merchant)
+    same_status = Q(**same)
+    same_id = Q(notify_id=notify_id) if notify_id else Q(pk__in=[])
+    signed = wire.signed_fields(notification.params)
+    rows = (
+        Notification.objects.filter(merchant=merchant, outcome=ProcessingOutcome.PROCESSED)
         .filter(same_id | same_status)
         .exclude(pk=notification.pk)
-        .only("pk")
+        .annotate(by_status=Case(When(same_status, then=Value(True)), default=Value(False)))
+        .only("pk", "params")
         .order_by("pk")
-        .first()
     )
+    return next((row for row in rows if row.by_status or wire.signed_fields(row.params) == signed), None)
 
 
 def _partner_mismatch(merchant: Merchant, params: Mapping[str, str]) -> str | None:
@@ -737,7 +921,7 @@ class ReturnVisit:
     notification or a query.
     """
 
-    notification: Notification
+    notification: Notification | None  # None: an unknown return URL past the rate limit, nothing stored
     genuine: bool
     trade: Trade | None
 
@@ -760,6 +944,8 @@ def receive_return(
         method="GET",
         kind=NotificationKind.RETURN,
     )
+    if notification is None:
+        return ReturnVisit(None, False, None)
     merchant = notification.merchant
     if merchant is None:
         _update(
@@ -774,7 +960,7 @@ def receive_return(
         verified = wire.verify_notification(
             parsed,
             key=merchant.verification_keys(),
-            allowed_sign_types=[merchant.sign_type],
+            allowed_sign_types=_allowed_sign_types(merchant),
             require_notify_id=False,
         )
     except NotificationError as exc:

@@ -12,8 +12,8 @@ from django.db.models import Q, QuerySet, Sum
 
 from django_alipay import gateway
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, refunds, trades
-from django_alipay.enums import RefundStatus
+from django_alipay.domain import clock, refunds, settlement, trades
+from django_alipay.enums import RefundKind, RefundStatus
 from django_alipay.models import Merchant, Refund, Trade
 from django_alipay.protocol.codes import TradeStatus
 
@@ -25,6 +25,7 @@ __all__ = [
     "pending_refunds",
     "reconcile",
     "stale_trades",
+    "stranded_refunds",
 ]
 
 logger = logging.getLogger("django_alipay.reconciliation")
@@ -98,11 +99,41 @@ def stale_trades(*, merchant: Merchant | None = None, age: float | None = None) 
 
 
 def pending_refunds(*, merchant: Merchant | None = None, age: float | None = None) -> QuerySet[Refund]:
-    """Refunds requested, submitted or unknown and untouched for ``age`` s (default RECONCILE_REFUND_AGE)."""
+    """Refunds requested, submitted or unknown and untouched for ``age`` s (default RECONCILE_REFUND_AGE).
+
+    Not the unknown refunds whose resend was answered REPEATED_REFUNDMENT_REQUEST: asking again cannot tell
+    more; their notification or the day's transaction file settles them (:mod:`.settlement`).
+    """
     cutoff = clock.now() - timedelta(seconds=float(app_settings.RECONCILE_REFUND_AGE if age is None else age))
-    queryset = Refund.objects.filter(status__in=RefundStatus.pending()).filter(
-        Q(submitted_at__isnull=True, created_at__lte=cutoff) | Q(submitted_at__lte=cutoff)
+    queryset = (
+        Refund.objects.filter(status__in=RefundStatus.pending())
+        .filter(Q(submitted_at__isnull=True, created_at__lte=cutoff) | Q(submitted_at__lte=cutoff))
+        .exclude(
+            kind=RefundKind.REFUND,
+            status=RefundStatus.UNKNOWN,
+            error_code__in=settlement.ANSWERS_AWAITING_FILE,
+        )
     )
+    return queryset.filter(merchant=merchant) if merchant is not None else queryset
+
+
+def stranded_refunds(*, merchant: Merchant | None = None, after: float | None = None) -> QuerySet[Refund]:
+    """Refunds that no task is sending: lost with a message, a dispatch or a killed worker.
+
+    Requested, or claimed for a call that can no longer be under way (past the client's deadline) with no
+    answer recorded, and with no task due for them for ``after`` seconds (default
+    ``ALIPAY["STRANDED_REFUND_AFTER"]``). Handing them to a task again is safe: only the caller that claims a
+    refund calls the gateway, under the refund's own gateway id.
+    """
+    now = clock.now()
+    grace = timedelta(seconds=float(app_settings.STRANDED_REFUND_AFTER if after is None else after))
+    call_over = (
+        now - grace - timedelta(seconds=float(app_settings.HTTP_TOTAL_TIMEOUT) + refunds.IN_FLIGHT_SLACK)
+    )
+    no_task = Q(task_due_at__isnull=True) | Q(task_due_at__lte=now - grace)
+    requested = Q(status=RefundStatus.REQUESTED, created_at__lte=now - grace)
+    unanswered = Q(status=RefundStatus.SUBMITTED, response={}, submitted_at__lte=call_over)
+    queryset = Refund.objects.filter(no_task & (requested | unanswered))
     return queryset.filter(merchant=merchant) if merchant is not None else queryset
 
 
@@ -148,7 +179,9 @@ def reconcile(
     Trades are synced with :func:`~django_alipay.domain.trades.sync_trade`. Refunds still REQUESTED are
     submitted (their dispatch was lost); UNKNOWN ones, and SUBMITTED ones that never got an answer, are
     resolved with :func:`~django_alipay.domain.refunds.resolve_unknown`; refunds Alipay accepted and has not
-    settled yet are reported. Gateway errors are collected in the report, never raised.
+    settled yet are reported. Then the transaction files settle the refunds they list
+    (:func:`~django_alipay.domain.settlement.settle_from_files`). Gateway errors are collected in the
+    report, never raised.
 
     ``include_trades`` / ``include_refunds`` limit the run to one half (the periodic tasks run them apart);
     ``on_progress`` is called with "trade" or "refund" after each one is handled (for a progress bar). Each
@@ -184,9 +217,30 @@ def reconcile(
             _settle_one(refund, report)
             progress("refund")
 
+    _settle_from_files(merchant, report)
     report.mismatches.extend(check_balances(merchant=merchant))
     report.finished_at = clock.now()
     return report
+
+
+def _settle_from_files(merchant: Merchant | None, report: ReconciliationReport) -> None:
+    """Settle what the transaction files list (refunds the gateway's answers left open)."""
+    found = settlement.settle_from_files(merchant=merchant)
+    for refund in found.settled_refunds:
+        report.refunds_settled += 1
+        report.changes.append(
+            Change(
+                "refund",
+                refund.pk,
+                refund.trade.out_trade_no,
+                refund.gateway_refund_id,
+                refund.status,
+                RefundStatus.SUCCEEDED,
+            )
+        )
+    for refund, message in found.problems:
+        report.mismatches.append(Mismatch("refund", refund.pk, refund.trade.out_trade_no, message))
+    report.errors.extend(found.errors)
 
 
 def _record_sync(result: trades.TradeSync, report: ReconciliationReport) -> None:

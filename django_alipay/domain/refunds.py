@@ -11,9 +11,11 @@ The life of a refund::
     resolve_unknown(refund)           the same request again, same gateway id (Alipay treats it as the same
                                       refund), or a query for REVERSE; never a new gateway id
 
-Refund calls of one merchant are kept ``ALIPAY["REFUND_SPACING"]`` seconds apart (Alipay asks for 3) by a
-stamp on the merchant row, taken under the row lock just before each call, on the database's clock so that
-every worker on every machine reads the same one. Nobody holds the lock while waiting: ``submit`` and
+Refund calls of one Alipay partner (whatever the number of Merchant rows sharing it) start at least
+``ALIPAY["REFUND_SPACING"]`` seconds (Alipay asks for 3) after the previous one *answered*, since Alipay
+counts from when it received the previous refund. The partner's RefundSlot row records a call under way
+and when the next may start, under its row lock, on the database's clock so that every worker on every
+machine reads the same one. Nobody holds the lock while waiting: ``submit`` and
 ``resolve_unknown`` either sleep until the slot comes (``wait=True``, the synchronous path) or raise
 RefundSpacingNotReached with the seconds left (``wait=False``, the Celery tasks, which retry then).
 
@@ -37,7 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -55,7 +57,7 @@ from django_alipay.domain.errors import (
     ReverseNotAllowed,
 )
 from django_alipay.enums import Product, RefundKind, RefundStatus
-from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 from django_alipay.protocol import clock as protocol_clock
 from django_alipay.protocol import money
 from django_alipay.protocol.codes import TradeStatus, lookup_error
@@ -72,6 +74,7 @@ __all__ = [
     "RefundKindChoice",
     "call_in_flight",
     "choose_refund_kind",
+    "expect_task",
     "record_result",
     "refund_dispatcher",
     "refund_refusal",
@@ -246,13 +249,7 @@ def reverse_refusal(trade: Trade, now: datetime | None = None) -> str | None:
     if trade.status == TradeStatus.TRADE_FINISHED:
         return _("Order %(order)s is finished at Alipay; it can no longer be reversed.") % order
     if trade.status == TradeStatus.WAIT_BUYER_PAY:
-        created = trade.created_at
-        if protocol_clock.same_beijing_day(created, now) or now < created + UNPAID_CANCEL_GRACE:
-            return None
-        return _(
-            "Order %(order)s was created on %(day)s (Beijing time) and is unpaid; it can no longer be "
-            "cancelled."
-        ) % {**order, "day": protocol_clock.beijing_date(created).isoformat()}
+        return _reverse_day_refusal(trade, now)
     if trade.refunded_amount > 0 or trade.refund_pending_amount > 0:
         return (
             _(
@@ -261,6 +258,24 @@ def reverse_refusal(trade: Trade, now: datetime | None = None) -> str | None:
             )
             % order
         )
+    return _reverse_day_refusal(trade, now)
+
+
+def _reverse_day_refusal(trade: Trade, now: datetime) -> str | None:
+    """The same-day rule of a reversal alone: why ``now`` is too late to reverse ``trade``, or None.
+
+    A paid trade is reversed on the Beijing calendar day of its payment; an unpaid one is cancelled on its
+    creation day, or within UNPAID_CANCEL_GRACE of its creation across midnight.
+    """
+    order = {"order": trade.out_trade_no}
+    if trade.status == TradeStatus.WAIT_BUYER_PAY:
+        created = trade.created_at
+        if protocol_clock.same_beijing_day(created, now) or now < created + UNPAID_CANCEL_GRACE:
+            return None
+        return _(
+            "Order %(order)s was created on %(day)s (Beijing time) and is unpaid; it can no longer be "
+            "cancelled."
+        ) % {**order, "day": protocol_clock.beijing_date(created).isoformat()}
     paid_at = trade.paid_at or trade.created_at
     if not protocol_clock.same_beijing_day(paid_at, now):
         return _(
@@ -347,10 +362,30 @@ def refund_dispatcher() -> Callable[[int], Any]:
 
 def _dispatch_on_commit(refund_id: int) -> None:
     def dispatch() -> None:
-        refund_dispatcher()(refund_id)
+        try:
+            refund_dispatcher()(refund_id)
+        except Exception as exc:
+            # The refund is committed and its amount reserved: it is safe. With no task to send it, its
+            # task_due_at stays empty, which is what the sweeper (and the API's queued_for_sweeper) look at.
+            logger.warning(
+                "refund id %s is stored but could not be handed over for sending (%s: %s); it stays "
+                "requested and the sweeper sends it",
+                refund_id,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
 
-    # robust: the refund is committed and safe; a failing dispatch is logged and left to reconciliation.
     transaction.on_commit(dispatch, robust=True)
+
+
+def expect_task(refund_id: int, within: float) -> None:
+    """Record that a task is due to take the refund up within ``within`` seconds (a message was queued, or a
+    task will retry then); past that, plus ``ALIPAY["STRANDED_REFUND_AFTER"]``, the sweeper sends it again.
+
+    Only the time is written, and only on a refund still in progress; the refund's state is untouched.
+    """
+    due = clock.now() + timedelta(seconds=max(0.0, float(within)))
+    Refund.objects.filter(pk=refund_id, status__in=RefundStatus.pending()).update(task_due_at=due)
 
 
 def _create(
@@ -561,11 +596,13 @@ def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str
     return {name: value for name, value in request.items() if value}
 
 
-#: Added to REFUND_SPACING: the gateway sees a call some milliseconds after it is stamped here, and not the
-#: same number every time; a tenth of a second keeps the gap it measures at the setting or above.
+#: Added to REFUND_SPACING: the gap is counted from when the previous call answered, on the database's clock,
+#: and a tenth of a second keeps the gap the gateway measures at the setting or above.
 SPACING_MARGIN = 0.1
 #: Seconds allowed, beyond ALIPAY["HTTP_TOTAL_TIMEOUT"], between claiming a refund and recording its answer.
 IN_FLIGHT_SLACK = 5.0
+#: While another call of the partner is under way, a synchronous caller looks again this often (seconds).
+IN_FLIGHT_POLL = 0.25
 
 
 def _database_now() -> datetime:
@@ -579,30 +616,63 @@ def _database_now() -> datetime:
     return timezone.now()
 
 
-def _take_send_slot(merchant_id: int, *, wait: bool, max_wait: float | None = None) -> None:
-    """Stamp the merchant's next refund call, REFUND_SPACING (+ SPACING_MARGIN) s after its previous one.
+@dataclass(frozen=True)
+class _Slot:
+    """A refund call's turn at one partner, taken by :func:`_take_send_slot`; given back when it answers."""
 
-    The merchant row is locked only to read and write ``last_refund_sent_at``, never while waiting. When the
-    slot has not come yet: with ``wait`` sleep (lock released) and try again, at most ``max_wait`` seconds
-    in all (None: as long as it takes), else raise RefundSpacingNotReached. A stamp in the future (a clock
-    set back) does not block the merchant for good.
+    partner: str
+    claim: str
+
+
+def _call_window() -> float:
+    """Seconds a refund call can be under way at most: the client's total deadline, plus slack."""
+    return float(app_settings.HTTP_TOTAL_TIMEOUT) + IN_FLIGHT_SLACK
+
+
+def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) -> _Slot | None:
+    """Take the partner's turn for one refund call, REFUND_SPACING (+ SPACING_MARGIN) s after the previous
+    call of the same Alipay partner *answered* (or could no longer be under way).
+
+    Alipay counts the spacing from when it received the previous refund, which may be any moment until that
+    call answered: counting from the answer is the only count that holds however slow the gateway is. The
+    partner's RefundSlot row is locked only to read and write it, never while waiting. While another call of
+    the partner is under way, or its gap has not passed: with ``wait`` sleep (lock released) and try again,
+    at most ``max_wait`` seconds in all (None: as long as it takes), else raise RefundSpacingNotReached with
+    the seconds after which asking again makes sense. Returns the slot to give back with
+    :func:`_release_send_slot` once the call has ended (None when spacing is off). A time in the future
+    beyond anything this code writes (a clock set back) does not block the partner for good.
     """
     spacing = float(app_settings.REFUND_SPACING)
     if spacing <= 0:
-        return
+        return None
     gap = spacing + SPACING_MARGIN
+    window = _call_window()
     waited = 0.0
+    RefundSlot.objects.bulk_create([RefundSlot(partner=partner)], ignore_conflicts=True)
     while True:
         with transaction.atomic():
-            merchant = (
-                Merchant.objects.select_for_update().only("pk", "last_refund_sent_at").get(pk=merchant_id)
-            )
+            slot = RefundSlot.objects.select_for_update().get(partner=partner)
             current = _database_now()
-            last = merchant.last_refund_sent_at
-            remaining = 0.0 if last is None else (last - current).total_seconds() + gap
-            if remaining <= 0 or remaining > gap:
-                Merchant.objects.filter(pk=merchant_id).update(last_refund_sent_at=current)
-                return
+            blocked_until, poll, longest = slot.next_call_at, False, gap
+            if slot.in_flight_until is not None and slot.in_flight_until - current <= timedelta(
+                seconds=window
+            ):
+                # Another call is (or was) under way: the next may go a gap after it ends.
+                ends = slot.in_flight_until + timedelta(seconds=gap)
+                blocked_until = ends if blocked_until is None else max(blocked_until, ends)
+                poll, longest = current < slot.in_flight_until, gap + window
+            remaining = 0.0 if blocked_until is None else (blocked_until - current).total_seconds()
+            if remaining > longest:
+                remaining = 0.0  # written before the database clock was set back
+            if remaining <= 0:
+                claim = secrets.token_hex(16)
+                RefundSlot.objects.filter(pk=slot.pk).update(
+                    in_flight_until=current + timedelta(seconds=window), claim=claim
+                )
+                return _Slot(partner, claim)
+        if poll:
+            # It may answer any moment: ask again after the gap (a worker) or shortly (a waiting caller).
+            remaining = min(remaining, gap if not wait else IN_FLIGHT_POLL)
         if not wait or (max_wait is not None and waited + remaining > max_wait):
             raise RefundSpacingNotReached(
                 _(
@@ -614,6 +684,32 @@ def _take_send_slot(merchant_id: int, *, wait: bool, max_wait: float | None = No
             )
         time.sleep(remaining)
         waited += remaining
+
+
+def _return_unused_slot(slot: _Slot | None) -> None:
+    """No call was made with ``slot`` after all (another caller claimed the refund): the partner's turn is
+    free again at once, as it was before it was taken."""
+    if slot is not None:
+        RefundSlot.objects.filter(partner=slot.partner, claim=slot.claim).update(
+            in_flight_until=None, claim=""
+        )
+
+
+def _release_send_slot(slot: _Slot | None) -> None:
+    """The call of ``slot`` has ended (answered, failed or timed out): the partner's next call may go a gap
+    from now, on the database's clock."""
+    if slot is None:
+        return
+    gap = float(app_settings.REFUND_SPACING) + SPACING_MARGIN
+    with transaction.atomic():
+        current = _database_now()
+        after = current + timedelta(seconds=gap)
+        ours = RefundSlot.objects.filter(partner=slot.partner, claim=slot.claim)
+        if not ours.update(in_flight_until=None, claim="", next_call_at=after):
+            # Past our deadline another call took the turn: keep the later of the two limits.
+            RefundSlot.objects.filter(partner=slot.partner).filter(
+                Q(next_call_at__isnull=True) | Q(next_call_at__lt=after)
+            ).update(next_call_at=after)
 
 
 def call_in_flight(refund: Refund) -> float:
@@ -698,7 +794,7 @@ def _outcome_of_error(exc: AlipayError, *, conclusive: bool) -> _Outcome:
     return _Outcome(RefundStatus.UNKNOWN, code, description, fields)
 
 
-def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool) -> Refund:
+def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool, slot: _Slot | None) -> Refund:
     trade = Trade.objects.get(pk=refund.trade_id)
     try:
         answer = _call(refund, trade, request)
@@ -706,9 +802,20 @@ def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool) -> Re
         outcome = _outcome_of_error(exc, conclusive=conclusive)
     else:
         outcome = _interpret(refund, answer, request)
+    finally:
+        # The partner's next refund call is spaced from this moment: the gateway has had this one by now.
+        _release_send_slot(slot)
         if not conclusive and outcome.status == RefundStatus.FAILED:
             outcome = _Outcome(RefundStatus.UNKNOWN, outcome.code, outcome.description, outcome.fields)
-    if not conclusive and outcome.status not in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
+    if outcome.status == RefundStatus.UNKNOWN and outcome.code in _INCONCLUSIVE_CODES:
+        logger.warning(
+            "%s %s: Alipay answered %s (the request arrived before); its notification or the transaction "
+            "file of its day settles it",
+            refund.kind,
+            refund.gateway_refund_id,
+            outcome.code,
+        )
+    elif not conclusive and outcome.status not in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
         logger.error(
             "%s %s is still unresolved after a resend (%s): it needs a person to check it with Alipay",
             refund.kind,
@@ -728,7 +835,7 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
     """Send a REQUESTED refund to the gateway, exactly once: only the caller that moves it to SUBMITTED calls.
 
     Safe to run from any number of workers or retries at once; a refund in any other status is returned
-    unchanged. The default ``REFUND_DISPATCHER``. The merchant's refund spacing is kept first: ``wait=False``
+    unchanged. The default ``REFUND_DISPATCHER``. The partner's refund spacing is kept first: ``wait=False``
     raises RefundSpacingNotReached instead of sleeping, with the refund still REQUESTED. ``wait=True`` sleeps
     at most ``ALIPAY["REFUND_MAX_WAIT"]`` seconds for it (a burst of refunds must not hold request threads
     for minutes); past that the refund is returned still REQUESTED, for reconciliation to send.
@@ -742,32 +849,53 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
         Merchant.objects.get(pk=trade.merchant_id), instore=not Product(trade.product).is_online
     )
     budget = app_settings.REFUND_MAX_WAIT
+    partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:
-        _take_send_slot(trade.merchant_id, wait=wait, max_wait=None if budget is None else float(budget))
+        slot = _take_send_slot(partner, wait=wait, max_wait=None if budget is None else float(budget))
     except RefundSpacingNotReached:
         if not wait:
             raise
         logger.warning(
-            "refund %s left queued: the merchant's refund spacing is taken for longer than REFUND_MAX_WAIT "
+            "refund %s left queued: the partner's refund spacing is taken for longer than REFUND_MAX_WAIT "
             "(%s s); reconciliation will send it",
             refund.gateway_refund_id,
             budget,
         )
         return refund
-    now = clock.now()
-    request = _build_request(refund, trade, now)
-    claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(
-        status=RefundStatus.SUBMITTED,
-        request_params=request,
-        response={},
-        submitted_at=now,
-        attempts=F("attempts") + 1,
-        updated_at=timezone.now(),
-    )
+    try:
+        now = clock.now()
+        if refund.kind == RefundKind.REVERSE:
+            # Checked when the reversal was asked for; checked again now, since its turn may come after
+            # midnight Beijing time, when the gateway would refuse it (TRADE_STATUS_ERROR).
+            trade.refresh_from_db()
+            too_late = _reverse_day_refusal(trade, now)
+            if too_late is not None:
+                _return_unused_slot(slot)
+                logger.warning("reversal %s not sent: %s", refund.gateway_refund_id, too_late)
+                return record_result(
+                    refund,
+                    outcome=RefundStatus.FAILED,
+                    code=ReverseNotAllowed.__name__,
+                    description=too_late,
+                    response={"error": ReverseNotAllowed.__name__, "description": too_late},
+                )
+        request = _build_request(refund, trade, now)
+        claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(
+            status=RefundStatus.SUBMITTED,
+            request_params=request,
+            response={},
+            submitted_at=now,
+            attempts=F("attempts") + 1,
+            updated_at=timezone.now(),
+        )
+    except BaseException:
+        _return_unused_slot(slot)
+        raise
     if not claimed:
+        _return_unused_slot(slot)
         return Refund.objects.get(pk=refund_id)
     refund.refresh_from_db()
-    return _send(refund, request, conclusive=True)
+    return _send(refund, request, conclusive=True, slot=slot)
 
 
 def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
@@ -777,7 +905,7 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
     partner_refund_id, so a refund already made is not made twice). REVERSE: the trade is queried first; a
     closed trade means the reversal happened, otherwise the reversal is sent again. Also sends a SUBMITTED
     refund whose call never got an answer recorded (a crash between claim and call). One caller at a time.
-    The resend keeps the merchant's refund spacing like :func:`submit` (``wait=False``: raise
+    The resend keeps the partner's refund spacing like :func:`submit` (``wait=False``: raise
     RefundSpacingNotReached instead of sleeping, with nothing changed).
     """
     refund.refresh_from_db()
@@ -802,16 +930,22 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
         if "timestamp" in request:
             # cancel requests expire after 30 minutes; the resend is the same cancel with a fresh timestamp.
             request["timestamp"] = protocol_clock.format_datetime(timezone.now())
-    _take_send_slot(refund.merchant_id, wait=wait)
-    # The claim empties the response, so that "claimed, no answer yet" reads the same as after submit().
-    claimed = Refund.objects.filter(pk=refund.pk, status=refund.status, attempts=refund.attempts).update(
-        attempts=F("attempts") + 1, submitted_at=clock.now(), response={}, updated_at=timezone.now()
-    )
+    partner = Merchant.objects.values_list("partner", flat=True).get(pk=refund.merchant_id)
+    slot = _take_send_slot(partner, wait=wait)
+    try:
+        # The claim empties the response, so that "claimed, no answer yet" reads the same as after submit().
+        claimed = Refund.objects.filter(pk=refund.pk, status=refund.status, attempts=refund.attempts).update(
+            attempts=F("attempts") + 1, submitted_at=clock.now(), response={}, updated_at=timezone.now()
+        )
+    except BaseException:
+        _return_unused_slot(slot)
+        raise
     if not claimed:
+        _return_unused_slot(slot)
         refund.refresh_from_db()
         return refund
     refund.refresh_from_db()
-    return _send(refund, request, conclusive=False)
+    return _send(refund, request, conclusive=False, slot=slot)
 
 
 # --- recording ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from django.db import IntegrityError, models, transaction
 from django.utils.translation import gettext as _
@@ -20,6 +21,7 @@ from django_alipay.domain.errors import TradeNotAllowed
 from django_alipay.enums import NotificationFlag, Product
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol import money, services
+from django_alipay.protocol.client import PageRequest
 from django_alipay.protocol.codes import TradeStatus, can_transition
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
@@ -143,8 +145,14 @@ def create_trade(
     merchant's; ``amount`` is a Decimal or canonical text in the currency's exponent. ``extra`` passes
     further wire parameters of the service (``timeout_rule``, ``trade_information`` ...).
 
+    The same unpaid online order asked for again (same product, amount and currency) is not an error: the
+    buyer is sent back to the payment URL stored the first time, since the gateway refuses a second
+    create_forex_trade for an out_trade_no it already knows with other data. A WAP payment with a
+    ``timeout_rule`` also sends ``order_create`` (the trade's creation time), without which the WAP page
+    says the rule does not take effect.
+
     Raises InvalidParameterError / AmountError for bad input and TradeNotAllowed for an inactive merchant
-    or an order number already used, before anything is stored.
+    or an order number already used for another payment, before anything is stored.
     """
     product = Product(product)
     currency = currency or merchant.currency
@@ -190,6 +198,9 @@ def create_trade(
             with transaction.atomic(durable=True):
                 trade = Trade.objects.create(**fields)
     except IntegrityError:
+        resumed = _resume(merchant, fields)
+        if resumed is not None:
+            return resumed
         raise TradeNotAllowed(
             _("Order %(order)s already exists for merchant %(merchant)s: use a new order number.")
             % {"order": out_trade_no, "merchant": merchant.name},
@@ -201,6 +212,30 @@ def create_trade(
     if product == Product.IN_STORE_BARCODE:
         return _start_spot_pay(trade, request)
     return _start_precreate(trade, request)
+
+
+def _resume(merchant: Merchant, fields: Mapping[str, Any]) -> TradeStart | None:
+    """The stored payment of the same unpaid online order, or None when the order number means another one."""
+    earlier = Trade.objects.filter(merchant=merchant, out_trade_no=fields["out_trade_no"]).first()
+    if (
+        earlier is None
+        or not earlier.payment_url
+        or earlier.product != fields["product"]
+        or not Product(earlier.product).is_online
+        or (earlier.amount, earlier.currency) != (fields["amount"], fields["currency"])
+        or earlier.status != TradeStatus.WAIT_BUYER_PAY
+    ):
+        return None
+    parts = urlsplit(earlier.payment_url)
+    page = PageRequest(
+        action=urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")),
+        params=dict(parse_qsl(parts.query, keep_blank_values=True, encoding=merchant.charset)),
+        charset=merchant.charset,
+    )
+    logger.info(
+        "order %s asked for again: the buyer goes back to its stored payment URL", earlier.out_trade_no
+    )
+    return TradeStart(trade=earlier, url=earlier.payment_url, form_html=page.form_html())
 
 
 def _payment_request(
@@ -223,6 +258,8 @@ def _payment_request(
             "notify_url": notify,
             "return_url": return_url if return_url is not None else app_settings.RETURN_URL,
             "product_code": "NEW_WAP_OVERSEAS_SELLER" if wap else "NEW_OVERSEAS_SELLER",
+            # The WAP page: timeout_rule "only takes effect together with order_create" (long(10)).
+            **({"order_create": fields["created_at"]} if wap and extra.get("timeout_rule") else {}),
             **extra,
         }
     if product == Product.IN_STORE_BARCODE:

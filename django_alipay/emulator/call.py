@@ -24,6 +24,7 @@ from .wire import Outcome, WireRequest, echo_params, xml_outcome
 __all__ = ["Call", "GatewayRefusal", "amount_too_precise"]
 
 _CURRENCY: Final = re.compile(r"[A-Z]{3}")
+_GBK: Final = "gbk"
 _MAX_URL: Final = 200
 
 
@@ -34,6 +35,14 @@ class GatewayRefusal(Exception):
         super().__init__(f"{code}: {note}" if note else code)
         self.code = code
         self.note = note
+
+
+def _encodable(text: str, codec: str) -> bool:
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def amount_too_precise(text: str) -> bool:
@@ -159,15 +168,25 @@ class Call:
     # --- answers
 
     def ok(self, element: str, fields: Mapping[str, str], *, label: str = "", note: str = "") -> Outcome:
-        """``is_success=T`` with a signed ``response/<element>`` block and the request echo."""
+        """``is_success=T`` with a signed ``response/<element>`` block and the request echo.
+
+        Written and signed in the request's charset, or, as the RESPONSE_CHARSET knob says, declared GBK and
+        signed in GBK or in the request's charset (when every field can be written in GBK).
+        """
+        charset, sign_charset = self.charset, None
+        mode = runtime().get("RESPONSE_CHARSET")
+        if mode != "request" and all(_encodable(value, _GBK) for value in fields.values()):
+            charset = _GBK
+            sign_charset = _GBK if mode == "gbk_signed_as_declared" else self.charset
         return xml_outcome(
-            charset=self.charset,
+            charset=charset,
             is_success=True,
-            echo=echo_params(self.wire.params, self.charset),
+            echo=echo_params(self.wire.params, charset),
             response_element=element,
             fields=fields,
             sign_type=self.sign_type,
             key=alipay_keys.signing_key(self.sign_type, self.partner),
+            sign_charset=sign_charset,
             label=label or fields.get("result_code", "T"),
             note=note,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -15,12 +17,17 @@ from django.dispatch import receiver
 
 from django_alipay.protocol.clock import Clock, FixedClock, SystemClock
 
+from . import CONTROL_TOKEN_ENV, CONTROL_TOKEN_HEADER
 from .faults import FaultPlan
 
 __all__ = [
+    "CONTROL_TOKEN_ENV",
+    "CONTROL_TOKEN_HEADER",
     "DEFAULTS",
+    "OPEN_POINT_KNOBS",
     "RETRY_SCHEDULE",
     "Runtime",
+    "control_token",
     "emulator_allowed",
     "runtime",
     "setting",
@@ -28,6 +35,40 @@ __all__ = [
 
 #: Alipay's documented resend gaps after the first notification: 2m, 10m, 10m, 1h, 2h, 6h, 15h (8 sends).
 RETRY_SCHEDULE: Final[tuple[float, ...]] = (120.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0)
+
+#: The points Alipay's references leave open, each a knob naming the behaviours the emulator can play: knob ->
+#: its allowed values, the default first (the references' answer where they give one). docs/emulator.md has
+#: the evidence for each value; the library's critical paths are tested under every one.
+OPEN_POINT_KNOBS: Final[Mapping[str, tuple[str, ...]]] = {
+    # The charset an XML answer declares and the one its signature is computed in: the request's for both;
+    # or GBK declared (a real answer to a UTF-8 request did) and signed in GBK, or in the request's charset.
+    "RESPONSE_CHARSET": ("request", "gbk_signed_as_declared", "gbk_signed_as_request"),
+    # notify_ids like the published samples (34 characters), or 128 printable ASCII characters.
+    "NOTIFY_ID_FORMAT": ("short", "long"),
+    # notify_verify answered for GET and POST, or for GET only (what every reference sends).
+    "NOTIFY_VERIFY_METHOD": ("any", "get_only"),
+    # order_create on create_forex_trade_wap: long(10) epoch seconds only, or 13-digit milliseconds too.
+    "ORDER_CREATE_FORMAT": ("seconds", "seconds_or_millis"),
+    # Play Alipay's sandbox, which signs with MD5 only and refuses RSA, RSA2 and DSA.
+    "SANDBOX": ("off", "on"),
+    # RSA/RSA2/DSA signatures in notifications and answers: one Base64 line, or wrapped every 60 characters.
+    "SIGNATURE_LAYOUT": ("single_line", "wrapped"),
+    # Where a notification names its charset: the Content-Type header, a signed _input_charset field, or
+    # nowhere (the receiver must know it).
+    "NOTIFY_CHARSET": ("content_type", "form_field", "none"),
+    # A second create_forex_trade(_wap) for an out_trade_no the gateway knows: refused as duplicated, or the
+    # same unpaid order (same amount) taken back to its cashier.
+    "DUPLICATE_TRADE": ("refuse", "resume_identical"),
+    # The text of a file request with missing or invalid dates: the recorded "Illegal Date period!", or the
+    # listed but never reproduced "Date format incorrect YYYYMMDD".
+    "FILE_DATE_ERROR": ("illegal_date_period", "date_format_incorrect"),
+    # forex_refund sent again with an out_return_no already used for the very same refund: the documented
+    # error code ("repeated_refundment_request") or the first answer again ("original_result").
+    "REPEAT_REFUND_ANSWER": ("repeated_refundment_request", "original_result"),
+    # notify_id of a notification's resends: a new one per send ("fresh") or the first one every time
+    # ("reused"; notify_verify then answers false once the first send is older than NOTIFY_ID_TTL).
+    "NOTIFY_ID_REUSE": ("fresh", "reused"),
+}
 
 #: Keys of ``settings.ALIPAY_EMULATOR`` and their defaults.
 DEFAULTS: Final[Mapping[str, Any]] = {
@@ -52,7 +93,15 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "PARTNERS": (),
     # Seed of the fault-injection random generator when a fault plan gives none.
     "FAULT_SEED": 0,
+    # The open points (OPEN_POINT_KNOBS), each at the references' answer.
+    **{name: values[0] for name, values in OPEN_POINT_KNOBS.items()},
+    # What scripts send in the X-Emulator-Token header to POST to control/ (browsers send a CSRF token
+    # instead). None: $ALIPAY_EMULATOR_CONTROL_TOKEN, else a random token made once per process.
+    "CONTROL_TOKEN": None,
 }
+
+_generated_token: list[str] = []
+_token_lock = threading.Lock()
 
 _CONFIG_KEYS: Final = (
     "REFUND_INTERVAL",
@@ -60,6 +109,7 @@ _CONFIG_KEYS: Final = (
     "RETRY_SCHEDULE",
     "TIMESTAMP_TOLERANCE",
     "NOTIFY_TIMEOUT",
+    *OPEN_POINT_KNOBS,
 )
 
 
@@ -69,6 +119,21 @@ def setting(name: str) -> Any:
     if name not in DEFAULTS:
         raise KeyError(f"unknown ALIPAY_EMULATOR setting {name!r}")
     return configured.get(name, DEFAULTS[name])
+
+
+def control_token() -> str:
+    """The token a script must send (header ``X-Emulator-Token``) to change the emulator through control/.
+
+    ``ALIPAY_EMULATOR["CONTROL_TOKEN"]``, else ``$ALIPAY_EMULATOR_CONTROL_TOKEN``, else a random token made
+    once per process (then only code in this process, such as a test using Django's test client, knows it).
+    """
+    configured = setting("CONTROL_TOKEN") or os.environ.get(CONTROL_TOKEN_ENV)
+    if configured:
+        return str(configured)
+    with _token_lock:
+        if not _generated_token:
+            _generated_token.append(secrets.token_urlsafe(32))
+        return _generated_token[0]
 
 
 def emulator_allowed() -> bool:
@@ -136,7 +201,7 @@ class Runtime:
     # --- knobs
 
     def get(self, name: str) -> Any:
-        """The current value of a run-time knob (REFUND_INTERVAL, NOTIFY_ID_TTL, RETRY_SCHEDULE ...)."""
+        """The current value of a run-time knob (REFUND_INTERVAL, NOTIFY_ID_TTL, an open-point knob ...)."""
         with self.lock:
             return self.config[name]
 
@@ -179,6 +244,12 @@ def _knob(name: str, value: Any) -> Any:
     if name not in _CONFIG_KEYS:
         known = ", ".join(key.lower() for key in _CONFIG_KEYS)
         raise ValueError(f"unknown setting {name.lower()!r}; known: {known}")
+    if name in OPEN_POINT_KNOBS:
+        allowed = OPEN_POINT_KNOBS[name]
+        choice = value.strip().lower() if isinstance(value, str) else value
+        if choice not in allowed:
+            raise ValueError(f"{name.lower()} must be one of {', '.join(allowed)}, not {value!r}")
+        return choice
     if name == "RETRY_SCHEDULE":
         gaps = value.split(",") if isinstance(value, str) else value
         if not isinstance(gaps, list | tuple) or not gaps:

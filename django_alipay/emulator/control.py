@@ -1,16 +1,22 @@
 """The control API tests and demos drive the emulator with: partners, payments, clock, faults, notifications.
 
 Every endpoint answers JSON. POST bodies may be JSON (``Content-Type: application/json``) or a form.
+Reading (GET) is open; changing anything (POST) needs either the per-run control token in the
+``X-Emulator-Token`` header (scripts and :mod:`django_alipay.testing`) or, from a browser, Django's CSRF
+token (a form of a page served by the emulator), so that another site cannot pay trades or replace a
+partner's keys through a visitor's browser.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -18,7 +24,7 @@ from django_alipay.protocol.clock import FixedClock, format_datetime
 
 from . import alipay_keys, notifier
 from .actions import buyer_pays, find_buyer, find_trade
-from .conf import reset_runtime, runtime
+from .conf import CONTROL_TOKEN_HEADER, control_token, reset_runtime, runtime
 from .console import parse_clock_time
 from .faults import FaultPlan, FaultPlanError
 from .models import Buyer, Delivery, GatewayCall, Notification, Partner, Refund, Trade
@@ -67,13 +73,49 @@ def _error(status: int, error: str, message: str) -> JsonResponse:
     return JsonResponse({"error": error, "message": message}, status=status)
 
 
+_SAFE_METHODS: Final = ("GET", "HEAD", "OPTIONS")
+
+
+def _no_view(request: HttpRequest) -> HttpResponse:  # what the CSRF check is told it guards (not exempt)
+    return HttpResponse()
+
+
+def _unauthorized(request: HttpRequest) -> HttpResponse | None:
+    """None when the request may change the emulator, else the 403 to answer.
+
+    A request carrying ``X-Emulator-Token`` is judged by that token alone; any other needs to pass Django's
+    CSRF check (the token of a form the emulator served, with its cookie).
+    """
+    if request.method in _SAFE_METHODS:
+        return None
+    sent = request.headers.get(CONTROL_TOKEN_HEADER)
+    if sent is not None:
+        if secrets.compare_digest(sent.encode(), control_token().encode()):
+            return None
+        return _error(403, "bad_control_token", f"the {CONTROL_TOKEN_HEADER} header is not this emulator's")
+    csrf = CsrfViewMiddleware(lambda request: HttpResponse())
+    refused = csrf.process_view(request, _no_view, (), {})
+    if refused is None:
+        return None
+    return _error(
+        403,
+        "forbidden",
+        f"changing the emulator needs its control token (header {CONTROL_TOKEN_HEADER}) or, from a "
+        "browser, a form of an emulator page (CSRF token)",
+    )
+
+
 def control_view(
     methods: list[str],
 ) -> Callable[[Callable[[HttpRequest], HttpResponse]], Callable[..., HttpResponse]]:
-    """A JSON control endpoint: guarded like every emulator view, CSRF-exempt, 400 on BadRequest."""
+    """A JSON control endpoint: guarded like every emulator view; a POST needs the control token or a CSRF
+    token (checked here, so that scripts without a CSRF cookie pass on the token); 400 on BadRequest."""
 
     def decorate(view: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
         def wrapped(request: HttpRequest) -> HttpResponse:
+            refused = _unauthorized(request)
+            if refused is not None:
+                return refused
             try:
                 return view(request)
             except BadRequest as exc:
@@ -188,7 +230,7 @@ def faults(request: HttpRequest) -> HttpResponse:
 @control_view(["GET", "POST"])
 def config(request: HttpRequest) -> HttpResponse:
     """GET/POST the run-time knobs: refund_interval, notify_id_ttl, retry_schedule, timestamp_tolerance,
-    notify_timeout."""
+    notify_timeout, and the open-point knobs (conf.OPEN_POINT_KNOBS)."""
     state = runtime()
     if request.method == "POST":
         try:

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from django_alipay.protocol import dsa
 from django_alipay.protocol.codes import lookup_error
 from django_alipay.protocol.errors import InvalidParameterError, KeyFormatError
 from django_alipay.protocol.keys import KeyMaterial, load_public_key
@@ -65,6 +66,7 @@ SERVICES: Final[dict[str, Handler]] = {
     "forex_liquidation_file": files.forex_liquidation_file,
 }
 _EXCERPT: Final = 2000
+_SANDBOX_NOTE: Final = "the sandbox supports MD5 signatures only (RSA, RSA2 and DSA are refused)"
 
 
 def _merchant_key(partner: Partner) -> KeyMaterial | None:
@@ -119,13 +121,17 @@ def _notify_verify(wire: WireRequest, partner: Partner | None) -> Outcome:
     notify_id = params.get("notify_id")
     if partner is None or not notify_id:
         return text_outcome("invalid", charset=charset, note="partner or notify_id missing or unknown")
+    state = runtime()
+    if state.get("NOTIFY_VERIFY_METHOD") == "get_only" and wire.method != "GET":
+        return text_outcome("invalid", charset=charset, note=f"notify_verify by {wire.method}, not GET")
     if "sign" in params:
         sign_type = params.get("sign_type", "")
+        if state.get("SANDBOX") == "on" and sign_type != "MD5":
+            return text_outcome("invalid", charset=charset, note=_SANDBOX_NOTE)
         if sign_type not in usable_sign_types(partner) or not _signature_holds(wire, partner, sign_type):
             return text_outcome("invalid", charset=charset, note="the optional signature does not verify")
     if not partner.is_contracted(NOTIFY_VERIFY):
         return text_outcome("invalid", charset=charset, note="notify_verify is not contracted")
-    state = runtime()
     deliveries = list(
         Delivery.objects.filter(notify_id=notify_id, notification__partner=partner).order_by("id")
     )
@@ -158,6 +164,8 @@ def _dispatch(request: HttpRequest, wire: WireRequest) -> tuple[Outcome, Partner
     if partner is None:
         return _refusal(wire, service, "ILLEGAL_PARTNER"), None
     sign_type = params.get("sign_type", "")
+    if runtime().get("SANDBOX") == "on" and sign_type != "MD5":
+        return _refusal(wire, service, "ILLEGAL_SIGN_TYPE", _SANDBOX_NOTE), partner
     if sign_type not in usable_sign_types(partner):
         return _refusal(wire, service, "ILLEGAL_SIGN_TYPE", f"sign_type {sign_type!r} not allowed"), partner
     if not _signature_holds(wire, partner, sign_type):

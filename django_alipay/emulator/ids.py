@@ -10,10 +10,14 @@ from typing import Final
 
 from django_alipay.protocol.clock import format_date
 
-__all__ = ["mask_login_id", "new_cashier_token", "new_notify_id", "new_trade_no"]
+__all__ = ["LONG_NOTIFY_ID_LENGTH", "mask_login_id", "new_cashier_token", "new_notify_id", "new_trade_no"]
 
 _DIGITS: Final = string.digits
 _LOWER_ALNUM: Final = string.ascii_lowercase + string.digits
+# Printable ASCII that survives a form body only when percent-encoded ("/", "+", "="), as Base64 ids would.
+_LONG_ID_ALPHABET: Final = string.ascii_letters + string.digits + "/+=-_."
+#: Length of a notify_id under the NOTIFY_ID_FORMAT knob's "long" value: the library's generous bound.
+LONG_NOTIFY_ID_LENGTH: Final = 128
 _PHONE: Final = re.compile(r"\+?[0-9-]{7,20}")
 
 
@@ -22,8 +26,14 @@ def new_trade_no(now: datetime) -> str:
     return format_date(now) + "2200" + "".join(secrets.choice(_DIGITS) for _ in range(16))
 
 
-def new_notify_id() -> str:
-    """A fresh notify_id: 34 lowercase characters like Alipay's (32 hex digits and a 2-character tail)."""
+def new_notify_id(*, long: bool = False) -> str:
+    """A fresh notify_id: 34 lowercase characters like Alipay's (32 hex digits and a 2-character tail).
+
+    ``long``: 128 printable ASCII characters, some of which need percent-encoding, for a gateway whose ids
+    outgrow the samples.
+    """
+    if long:
+        return "".join(secrets.choice(_LONG_ID_ALPHABET) for _ in range(LONG_NOTIFY_ID_LENGTH))
     return secrets.token_hex(16) + "".join(secrets.choice(_LOWER_ALNUM) for _ in range(2))
 
 

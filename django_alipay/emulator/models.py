@@ -237,7 +237,7 @@ class Delivery(models.Model):
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="deliveries")
     attempt = models.PositiveIntegerField()
-    notify_id = models.CharField(max_length=64, db_index=True)
+    notify_id = models.CharField(max_length=128, db_index=True)
     notify_time = models.DateTimeField()
     url = models.CharField(max_length=2048)
     body = models.TextField()

@@ -1,10 +1,11 @@
 """Sending asynchronous notifications to merchants on Alipay's retry schedule, from a lazy background thread.
 
 Each due notification is POSTed as a form in the request's charset, signed, with a fresh ``notify_id`` per
-send. It is resent after 2m, 10m, 10m, 1h, 2h, 6h and 15h (eight sends in all, durations divided by the time
-scale) until the merchant answers ``success`` (trimmed, any letter case, with a 2xx status). Every send is
-recorded as a :class:`~django_alipay.emulator.models.Delivery`, created *before* the POST so that the
-merchant's ``notify_verify`` call made while handling it already finds its notify_id.
+send (the knob ``NOTIFY_ID_REUSE`` = ``reused`` keeps the first send's notify_id for every resend). It is
+resent after 2m, 10m, 10m, 1h, 2h, 6h and 15h (eight sends in all, durations divided by the time scale)
+until the merchant answers ``success`` (trimmed, any letter case, with a 2xx status). Every send is recorded
+as a :class:`~django_alipay.emulator.models.Delivery`, created *before* the POST so that the merchant's
+``notify_verify`` call made while handling it already finds its notify_id.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from . import alipay_keys
 from .conf import runtime, setting
 from .ids import new_notify_id
 from .models import Delivery, Notification
-from .wire import CONTENT_LABELS, form_encode
+from .wire import CONTENT_LABELS, form_encode, laid_out
 
 __all__ = ["deliver_due_notifications", "ensure_started", "next_due_in", "stop", "wake"]
 
@@ -50,7 +51,10 @@ def acknowledged(status: int | None, text: str) -> bool:
 
 
 def _post(url: str, body: str, charset: str) -> tuple[int | None, str, str]:
-    """POST the form; returns (status, response text, error). Never raises for network trouble."""
+    """POST the form; returns (status, response text, error). Never raises for network trouble.
+
+    The Content-Type names the charset unless the NOTIFY_CHARSET knob says the form names it, or nothing does.
+    """
     parts = urlsplit(url)
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     timeout = float(runtime().get("NOTIFY_TIMEOUT"))
@@ -62,7 +66,7 @@ def _post(url: str, body: str, charset: str) -> tuple[int | None, str, str]:
             path,
             body=body.encode("ascii"),
             headers={
-                "Content-Type": f"application/x-www-form-urlencoded; charset={CONTENT_LABELS[charset]}",
+                "Content-Type": _content_type(charset),
                 "User-Agent": "django-alipay-emulator/notifier",
                 "Connection": "close",
             },
@@ -76,14 +80,35 @@ def _post(url: str, body: str, charset: str) -> tuple[int | None, str, str]:
         connection.close()
 
 
+def _content_type(charset: str) -> str:
+    if runtime().get("NOTIFY_CHARSET") == "content_type":
+        return f"application/x-www-form-urlencoded; charset={CONTENT_LABELS[charset]}"
+    return "application/x-www-form-urlencoded"
+
+
 def _signed_body(notification: Notification, notify_id: str, notify_time: datetime) -> str:
     params = {"notify_type": notification.notify_type, **notification.params}
     params["notify_id"] = notify_id
     params["notify_time"] = format_datetime(notify_time)
+    if runtime().get("NOTIFY_CHARSET") == "form_field":
+        # Signed like every field, as in the published sandbox notification sample.
+        params["_input_charset"] = notification.charset
     key = alipay_keys.signing_key(notification.sign_type, notification.partner)
-    params["sign"] = sign(params, sign_type=notification.sign_type, key=key, charset=notification.charset)
+    signature = sign(params, sign_type=notification.sign_type, key=key, charset=notification.charset)
+    params["sign"] = laid_out(signature, notification.sign_type)
     params["sign_type"] = notification.sign_type
     return form_encode(params, notification.charset)
+
+
+def _notify_id_for(notification: Notification) -> str:
+    """A fresh notify_id per send, or the first send's for every resend (knob NOTIFY_ID_REUSE); its
+    length as knob NOTIFY_ID_FORMAT says."""
+    state = runtime()
+    if state.get("NOTIFY_ID_REUSE") == "reused":
+        first = Delivery.objects.filter(notification=notification).order_by("id").first()
+        if first is not None:
+            return first.notify_id
+    return new_notify_id(long=state.get("NOTIFY_ID_FORMAT") == "long")
 
 
 def _send(
@@ -94,7 +119,7 @@ def _send(
     if duplicate_of is not None:
         notify_id, notify_time, body = duplicate_of.notify_id, duplicate_of.notify_time, duplicate_of.body
     else:
-        notify_id, notify_time = new_notify_id(), state.now()
+        notify_id, notify_time = _notify_id_for(notification), state.now()
         body = _signed_body(notification, notify_id, notify_time)
     delivery = Delivery.objects.create(
         notification=notification,

@@ -61,6 +61,11 @@ _TIMEOUT_RULES: Final = {
 _DEFAULT_TIMEOUT: Final = "12h"
 _UNITS: Final = {"m": 60, "h": 3600, "d": 86400}
 _SECONDS: Final = re.compile(r"[1-9][0-9]{0,6}")
+# order_create on the WAP page is long(10): epoch seconds; ORDER_CREATE_FORMAT can also take milliseconds.
+_ORDER_CREATE: Final = {
+    "seconds": re.compile(r"[0-9]{10}"),
+    "seconds_or_millis": re.compile(r"[0-9]{10}|[0-9]{13}"),
+}
 _ORDER_VALID_MAX: Final = 2592000
 
 
@@ -105,6 +110,16 @@ def create_forex_trade(call: Call) -> Outcome:
         raise GatewayRefusal(
             "ILLEGAL_TIMEOUT_RULE", f"timeout_rule {timeout_rule!r} is not allowed for {service}"
         )
+    if service == "create_forex_trade_wap":
+        order_create = call.text("order_create")
+        pattern = _ORDER_CREATE[runtime().get("ORDER_CREATE_FORMAT")]
+        if order_create is not None and not pattern.fullmatch(order_create):
+            raise GatewayRefusal(
+                "ILLEGAL_ARGUMENT", "order_create must be epoch seconds, long(10), such as 1704081600"
+            )
+        if order_create is None:
+            # The WAP page: timeout_rule only takes effect together with order_create.
+            timeout_rule = _DEFAULT_TIMEOUT
     expires_at = call.now + _duration(timeout_rule)
     order_gmt_create = call.beijing_time("order_gmt_create", required=False)
     order_valid_time = call.text("order_valid_time")
@@ -126,6 +141,9 @@ def create_forex_trade(call: Call) -> Outcome:
                 raise GatewayRefusal("TRADE_HAS_SUCCESS", f"out_trade_no {out_trade_no} is already paid")
             if trade.status == CLOSED:
                 raise GatewayRefusal("TRADE_HAS_CLOSE", f"out_trade_no {out_trade_no} is closed")
+            if runtime().get("DUPLICATE_TRADE") == "refuse":
+                # create_forex_trade page: a duplicate out_trade_no makes the payment fail ("duplicated").
+                raise GatewayRefusal("ILLEGAL_ARGUMENT", f"out_trade_no {out_trade_no} is duplicated")
             if (trade.currency, trade.total_fee, trade.rmb_fee) != (
                 money.currency,
                 money.amount,
@@ -261,7 +279,10 @@ def forex_refund(call: Call) -> Outcome:
             raise GatewayRefusal("SYSTEM_ERROR", violation)
         earlier = Refund.objects.filter(partner=partner, kind=Refund.FOREX, refund_id=out_return_no).first()
         if earlier is not None:
-            if earlier.request_params == identity:
+            # The forex_refund page documents REPEATED_REFUNDMENT_REQUEST for an out_return_no already used;
+            # whether an exact repeat gets the first answer instead is open (knob REPEAT_REFUND_ANSWER).
+            exact = earlier.request_params == identity
+            if exact and runtime().get("REPEAT_REFUND_ANSWER") == "original_result":
                 return call.bare_success(
                     note=f"exact repeat of out_return_no {out_return_no}: original result"
                 )

@@ -27,7 +27,7 @@ from .conf import runtime
 from .ids import mask_login_id, new_cashier_token, new_trade_no
 from .models import Buyer, Notification, Partner, Refund, Trade
 from .seed import rate, to_cny
-from .wire import form_encode
+from .wire import form_encode, laid_out
 
 __all__ = [
     "CLOSED",
@@ -364,7 +364,8 @@ def return_params(trade: Trade) -> dict[str, str]:
     if trade.rmb_fee is not None:
         params["rmb_fee"] = fmt(trade.rmb_fee, "CNY")
     key = alipay_keys.signing_key(trade.sign_type, trade.partner)
-    params["sign"] = sign(params, sign_type=trade.sign_type, key=key, charset=trade.charset)
+    signature = sign(params, sign_type=trade.sign_type, key=key, charset=trade.charset)
+    params["sign"] = laid_out(signature, trade.sign_type)
     params["sign_type"] = trade.sign_type
     return params
 

@@ -6,8 +6,9 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from django_alipay.protocol import dsa
 from django_alipay.protocol.errors import KeyFormatError
 from django_alipay.protocol.keys import load_public_key, public_key_pem
 

@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--alipay-rsa-key", type=Path, help="PEM file: the emulator's own RSA private key")
     parser.add_argument("--alipay-dsa-key", type=Path, help="PEM file: the emulator's own DSA private key")
+    parser.add_argument(
+        "--control-token",
+        default=None,
+        help="what scripts send in the X-Emulator-Token header to POST to control/ (default: "
+        "$ALIPAY_EMULATOR_CONTROL_TOKEN, else a random one, printed once the emulator is ready)",
+    )
     parser.add_argument("--no-notifier", action="store_true", help="do not send notifications on their own")
     parser.add_argument("--quiet", action="store_true", help="do not log every request")
     return parser
@@ -62,11 +68,13 @@ def _configure(args: argparse.Namespace, db_path: Path) -> None:
     settings.configure(
         DEBUG=False,
         ALIPAY_EMULATOR_ALLOW=True,
+        ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG=True,  # a standalone emulator is a fake gateway by definition
         SECRET_KEY=os.urandom(32).hex(),
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF="django_alipay.emulator.standalone_urls",
         INSTALLED_APPS=["django_alipay.emulator"],
-        MIDDLEWARE=[],
+        # Sets the CSRF cookie for the emulator's own pages, whose forms may post to control/.
+        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
         DATABASES={"default": _database(args.database_url, db_path)},
         USE_TZ=True,
         TIME_ZONE=time_zone,
@@ -90,6 +98,7 @@ def _configure(args: argparse.Namespace, db_path: Path) -> None:
             "NOTIFIER_THREAD": not args.no_notifier,
             "RSA_PRIVATE_KEY": args.alipay_rsa_key.read_text() if args.alipay_rsa_key else None,
             "DSA_PRIVATE_KEY": args.alipay_dsa_key.read_text() if args.alipay_dsa_key else None,
+            "CONTROL_TOKEN": args.control_token,
         },
         LOGGING={
             "version": 1,
@@ -162,6 +171,7 @@ def _run(args: argparse.Namespace, db_path: Path) -> int:
     from django.db import connections
 
     from . import alipay_keys, notifier
+    from .conf import CONTROL_TOKEN_ENV, control_token
     from .partners import PartnerError, register_partner
     from .seed import ensure_buyers
     from .wire import SOCKET_ENVIRON_KEY
@@ -209,6 +219,9 @@ def _run(args: argparse.Namespace, db_path: Path) -> int:
         f"alipay-public-key RSA {keys['RSA']['fingerprint']} DSA {keys['DSA']['fingerprint']}",
         flush=True,
     )
+    if not (args.control_token or os.environ.get(CONTROL_TOKEN_ENV)):
+        # Made up for this run: whoever started the emulator needs it to drive control/.
+        print(f"control-token {control_token()}", flush=True)
 
     stop = threading.Event()
 

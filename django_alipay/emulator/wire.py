@@ -17,6 +17,8 @@ from django_alipay.protocol.errors import CharsetError
 from django_alipay.protocol.keys import KeyMaterial
 from django_alipay.protocol.signing import normalize_charset
 
+from .conf import runtime
+
 __all__ = [
     "CONTENT_LABELS",
     "SOCKET_ENVIRON_KEY",
@@ -24,6 +26,7 @@ __all__ = [
     "WireRequest",
     "drop_connection",
     "form_encode",
+    "laid_out",
     "parse_request",
     "render",
     "text_outcome",
@@ -38,6 +41,8 @@ CONTENT_LABELS: Final = {"utf-8": "utf-8", "gbk": "GBK", "gb2312": "GB2312"}
 DEFAULT_CHARSET: Final = "gbk"
 
 _FORM_TYPES: Final = ("", "application/x-www-form-urlencoded")
+# Line width of Base64 signatures under SIGNATURE_LAYOUT "wrapped" (Ruby's Base64.encode64, used by one SDK).
+_WRAP_WIDTH: Final = 60
 _XML_ILLEGAL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -172,6 +177,8 @@ class Outcome:
     fields: dict[str, str] = field(default_factory=dict)
     sign_type: str | None = None
     key: KeyMaterial | None = None
+    # The charset the signature is computed in when it is not the one the body declares (RESPONSE_CHARSET).
+    sign_charset: str | None = None
     text: str = ""
     response: HttpResponse | None = None
     # What happened, for the call log (an error code, result_code, "cashier" ...).
@@ -194,6 +201,7 @@ def xml_outcome(
     fields: Mapping[str, str] | None = None,
     sign_type: str | None = None,
     key: KeyMaterial | None = None,
+    sign_charset: str | None = None,
     label: str = "",
     note: str = "",
 ) -> Outcome:
@@ -208,6 +216,7 @@ def xml_outcome(
         fields=dict(fields or {}),
         sign_type=sign_type if key is not None else None,
         key=key,
+        sign_charset=sign_charset,
         label=label or (error or "T"),
         note=note,
     )
@@ -244,8 +253,27 @@ def render(outcome: Outcome, *, unsigned: bool = False) -> HttpResponse:
         sign_type=outcome.sign_type if sign else None,
         key=outcome.key if sign else None,
         charset=outcome.charset,
+        sign_charset=outcome.sign_charset if sign else None,
     )
+    if sign and outcome.sign_type not in (None, "MD5"):
+        body = _wrap_xml_signature(body, outcome.sign_type or "")
     return HttpResponse(body, content_type=f"text/xml; charset={label}")
+
+
+def _wrap_xml_signature(body: bytes, sign_type: str) -> bytes:
+    """The envelope with its <sign> laid out as the SIGNATURE_LAYOUT knob says (Base64 is ASCII)."""
+    start, end = body.find(b"<sign>"), body.find(b"</sign>")
+    if start < 0 or end < start:
+        return body
+    signature = body[start + len(b"<sign>") : end].decode("ascii")
+    return body[: start + len(b"<sign>")] + laid_out(signature, sign_type).encode("ascii") + body[end:]
+
+
+def laid_out(signature: str, sign_type: str) -> str:
+    """An RSA/RSA2/DSA signature as the SIGNATURE_LAYOUT knob writes it (MD5 hex is never wrapped)."""
+    if sign_type == "MD5" or runtime().get("SIGNATURE_LAYOUT") != "wrapped":
+        return signature
+    return "\n".join(signature[i : i + _WRAP_WIDTH] for i in range(0, len(signature), _WRAP_WIDTH))
 
 
 def form_encode(params: Mapping[str, str], charset: str) -> str:

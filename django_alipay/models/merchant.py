@@ -20,6 +20,7 @@ from django_alipay.protocol.errors import KeyFormatError
 
 __all__ = [
     "ENCRYPTED_FIELDS",
+    "NOTIFY_VERIFY_GATEWAY",
     "PRODUCTION_INSTORE_GATEWAY",
     "PRODUCTION_ONLINE_GATEWAY",
     "SANDBOX_GATEWAY",
@@ -36,6 +37,8 @@ PRODUCTION_ONLINE_GATEWAY: Final = "https://intlmapi.alipay.com/gateway.do"
 PRODUCTION_INSTORE_GATEWAY: Final = "https://globalmapi.alipay.com/gateway.do"
 #: Alipay's sandbox, for every service; it signs with MD5 only.
 SANDBOX_GATEWAY: Final = "https://mapi.alipaydev.com/gateway.do"
+#: Where notify_verify is asked in production: every reference (Alipay's demos, the SDKs) sends a GET here.
+NOTIFY_VERIFY_GATEWAY: Final = "https://mapi.alipay.com/gateway.do"
 #: The model fields that hold secrets (encrypted at rest).
 ENCRYPTED_FIELDS: Final = ("md5_key", "private_key", "alipay_public_key")
 
@@ -133,6 +136,21 @@ class Merchant(models.Model):
         blank=True,
         help_text=_("Gateway for in-store services; empty: the environment's (or the gateway URL above)."),
     )
+    notify_verify_url = models.URLField(
+        _("notify_verify URL"),
+        blank=True,
+        help_text=_(
+            "Where notifications are confirmed (notify_verify); empty: https://mapi.alipay.com/gateway.do in "
+            "production, as every reference shows, else the gateway URL."
+        ),
+    )
+    notify_verify_method = models.CharField(
+        _("notify_verify method"),
+        max_length=4,
+        choices=(("GET", "GET"), ("POST", "POST")),
+        default="GET",
+        help_text=_("GET, as every reference sends notify_verify; POST only if Alipay asks you to."),
+    )
     sign_type = models.CharField(_("sign type"), max_length=8, choices=SIGN_TYPE_CHOICES, default="MD5")
     charset = models.CharField(_("charset"), max_length=8, choices=Charset.choices, default=Charset.UTF8)
     md5_key = EncryptedTextField(_("MD5 key"), help_text=_("32 letters and digits from the Alipay portal."))
@@ -158,7 +176,6 @@ class Merchant(models.Model):
     notify_token = models.CharField(
         _("notify URL token"), max_length=64, unique=True, default=new_notify_token, editable=False
     )
-    last_refund_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -201,6 +218,14 @@ class Merchant(models.Model):
         if self.environment == Environment.SANDBOX:
             return SANDBOX_GATEWAY
         raise AlipayConfigurationError(f"merchant {self.name!r} uses the emulator but has no gateway URL")
+
+    def resolved_notify_verify_url(self) -> str:
+        """Where notify_verify is asked: the merchant's own setting, mapi in production, else the gateway."""
+        if self.notify_verify_url:
+            return self.notify_verify_url
+        if self.environment == Environment.PRODUCTION and not self.gateway_url:
+            return NOTIFY_VERIFY_GATEWAY
+        return self.resolved_gateway_url()
 
     def notify_url(self) -> str | None:
         """The merchant's absolute notify URL, from ``ALIPAY["NOTIFY_URL_BASE"]`` (None if that is unset)."""

@@ -89,11 +89,11 @@ class Notification(models.Model):
         verbose_name_plural = _("notifications")
         ordering = ("-received_at",)
         constraints = (
-            # Exactly-once: two deliveries of one notify_id can never both be acknowledged as acted upon.
+            # Exactly-once: two deliveries of one notify_id can never both be applied. Deliveries that were
+            # not applied (ignored ones included) are left out, so they never stand in for a later one.
             models.UniqueConstraint(
                 fields=("merchant", "notify_id"),
-                condition=Q(outcome__in=[ProcessingOutcome.PROCESSED, ProcessingOutcome.IGNORED])
-                & ~Q(notify_id=""),
+                condition=Q(outcome=ProcessingOutcome.PROCESSED) & ~Q(notify_id=""),
                 name="django_alipay_notification_once",
             ),
         )

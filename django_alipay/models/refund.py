@@ -55,6 +55,9 @@ class Refund(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
     submitted_at = models.DateTimeField(_("last sent at"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    # When a task is due to take this requested (or claimed, unanswered) refund up; None while no task is
+    # known to have it (the hand-over to the queue failed, or no queue is used): the sweeper sends it then.
+    task_due_at = models.DateTimeField(_("task due at"), null=True, blank=True, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -92,3 +95,8 @@ class Refund(models.Model):
     def is_pending(self) -> bool:
         """True while the outcome is not final (requested, submitted, unknown)."""
         return self.status in RefundStatus.pending()
+
+    @property
+    def awaits_sweep(self) -> bool:
+        """Requested, and no task is known to have it: the periodic sweep (reconciliation) sends it."""
+        return self.status == RefundStatus.REQUESTED and self.task_due_at is None

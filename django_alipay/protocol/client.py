@@ -59,7 +59,9 @@ __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_TIMEOUT",
     "INTL_URL",
+    "NOTIFY_VERIFY_URL",
     "PRODUCTION_URLS",
+    "SANDBOX_HOSTS",
     "SANDBOX_URL",
     "USER_AGENT",
     "GatewayClient",
@@ -73,6 +75,10 @@ GLOBAL_URL: Final = "https://globalmapi.alipay.com/gateway.do"
 INTL_URL: Final = "https://intlmapi.alipay.com/gateway.do"
 PRODUCTION_URLS: Final = (GLOBAL_URL, INTL_URL)
 SANDBOX_URL: Final = "https://mapi.alipaydev.com/gateway.do"
+#: Where every reference sends notify_verify (Alipay's demos, the Ruby, PHP and Python SDKs): GET on mapi.
+NOTIFY_VERIFY_URL: Final = "https://mapi.alipay.com/gateway.do"
+#: Hosts of Alipay's sandbox, which signs with MD5 only.
+SANDBOX_HOSTS: Final = frozenset({"mapi.alipaydev.com"})
 
 USER_AGENT: Final = f"django-alipay-global/{__version__} (+python-requests)"
 #: (connect, read) seconds; the read timeout bounds each socket read, the deadline the whole call.
@@ -330,6 +336,11 @@ class GatewayClient:
     be made (PRODUCTION_URLS: globalmapi, then intlmapi). ``timeout`` is (connect, read) seconds or one number
     for both; ``deadline`` bounds a whole call in wall-clock seconds, retries included.
 
+    ``notify_verify_url`` and ``notify_verify_method`` say where and how notify_verify is asked: by default
+    GET, on ``https://mapi.alipay.com/gateway.do`` when the gateway is Alipay's production (as every
+    reference shows), else on the first gateway URL (the sandbox, the emulator). Alipay's sandbox signs with
+    MD5 only: a call to it with another sign type is refused before anything is sent.
+
     Calls that are safe to repeat (queries, notify_verify, files) are retried up to ``retries`` more times
     with exponential backoff and full jitter; others only when their connection was never established.
     """
@@ -359,6 +370,8 @@ class GatewayClient:
         http_method: Literal["POST", "GET"] = "POST",
         page_gateway_url: str | None = None,
         clock_skew_alarm: timedelta = DEFAULT_CLOCK_SKEW_ALARM,
+        notify_verify_url: str | None = None,
+        notify_verify_method: Literal["GET", "POST"] = "GET",
     ) -> None:
         if not isinstance(partner, str) or not re.fullmatch(r"[0-9]{16}", partner):
             raise InvalidParameterError("partner must be the 16-digit partner ID", parameter="partner")
@@ -412,6 +425,17 @@ class GatewayClient:
         if http_method not in ("POST", "GET"):
             raise InvalidParameterError("http_method must be POST or GET", parameter="http_method")
         self.http_method = http_method
+        if notify_verify_method not in ("POST", "GET"):
+            raise InvalidParameterError(
+                "notify_verify_method must be GET or POST", parameter="notify_verify_method"
+            )
+        self.notify_verify_method = notify_verify_method
+        if notify_verify_url is not None and urlsplit(notify_verify_url).scheme not in ("http", "https"):
+            raise InvalidParameterError(
+                "notify_verify_url must be an http(s) URL", parameter="notify_verify_url"
+            )
+        production = any(url in PRODUCTION_URLS for url in urls)
+        self.notify_verify_url = notify_verify_url or (NOTIFY_VERIFY_URL if production else urls[0])
         self.clock_skew_alarm = clock_skew_alarm
         #: Gateway clock minus ours, from the last response's Date header (None until one was seen).
         self.last_clock_skew: timedelta | None = None
@@ -497,9 +521,11 @@ class GatewayClient:
         True only for a body that is exactly ``true`` after stripping whitespace; ``false``, ``invalid``, HTML
         or an empty body are False. A timeout, an HTTP 5xx or a broken connection raise OutcomeUnknownError /
         TransportError so the caller can answer 503 and let Alipay retry; an XML refusal (ILLEGAL_PARTNER ...)
-        raises its mapped error. Sent unsigned, as Alipay's own demos send it.
+        raises its mapped error. Sent unsigned, as Alipay's own demos send it, to ``notify_verify_url`` with
+        ``notify_verify_method``.
         """
         definition = services.NOTIFY_VERIFY
+        self._refuse_sandbox_sign_type((self.notify_verify_url,))
         wire = services.build_request(
             definition,
             {"notify_id": notify_id},
@@ -535,7 +561,21 @@ class GatewayClient:
 
     # --- building and signing ------------------------------------------------------------------------------
 
+    def _refuse_sandbox_sign_type(self, urls: Sequence[str]) -> None:
+        """Alipay's sandbox signs with MD5 only: refuse, before sending, a call it could only reject."""
+        if self.sign_type == "MD5":
+            return
+        for url in urls:
+            if (urlsplit(url).hostname or "").lower() in SANDBOX_HOSTS:
+                raise InvalidParameterError(
+                    f"Alipay's sandbox ({_host(url)}) supports MD5 signatures only, not {self.sign_type}: "
+                    "use MD5 with the sandbox, or another gateway for this sign type",
+                    parameter="sign_type",
+                )
+
     def _build(self, definition: ServiceDefinition, params: Mapping[str, Any]) -> dict[str, str]:
+        target = (self.page_gateway_url,) if definition.kind == "page" else self._urls_for(definition)
+        self._refuse_sandbox_sign_type(target)
         wire = services.build_request(
             definition, params, partner=self.partner, charset=self.charset, clock=self._clock
         )
@@ -607,6 +647,8 @@ class GatewayClient:
         return definition.idempotent and isinstance(exc, OutcomeUnknownError | AlipaySystemError)
 
     def _urls_for(self, definition: ServiceDefinition) -> tuple[str, ...]:
+        if definition.kind == "verify":
+            return (self.notify_verify_url,)
         if definition.name in _ONLINE_SERVICES and INTL_URL in self.gateway_urls:
             return (INTL_URL, *(u for u in self.gateway_urls if u != INTL_URL))
         return self.gateway_urls
@@ -636,7 +678,8 @@ class GatewayClient:
             "Accept": "text/xml, text/plain, */*",
         }
         separator = "&" if urlsplit(url).query else "?"
-        if self.http_method == "GET":
+        method = self.notify_verify_method if wire.get("service") == services.NOTIFY_VERIFY.name else None
+        if (method or self.http_method) == "GET":
             return "GET", url + separator + urlencode(wire, encoding=self.charset), None, headers
         # The gateway asks POST callers to name _input_charset in the URL (protocol notes §1.2).
         body_params = {k: v for k, v in wire.items() if k != "_input_charset"}
@@ -800,6 +843,7 @@ class GatewayClient:
                 sign_type=self.sign_type if verify_key is not None else None,
                 key=verify_key,
                 max_bytes=self.max_response_bytes,
+                request_charset=self.charset,
             )
         except SignatureError as exc:
             raise OutcomeUnknownError(
@@ -829,6 +873,7 @@ class GatewayClient:
             raw=reply.body,
             request=parsed.request,
             sign_verified=parsed.sign_verified,
+            sign_charset=parsed.sign_charset,
         )
 
     def _check_result_code(

@@ -70,8 +70,10 @@ class GatewayResponse:
     unstripped, exactly the values the signature covers. ``request`` is the gateway's unsigned echo of the
     request. ``sign_type`` is the value the body carried. ``sign_verified`` is True when the signature was
     checked and holds, None when nothing was checked (no key given, no signature, no response block, or
-    ``is_success=F``); a signature that fails never produces a GatewayResponse. ``charset`` is the declared
-    encoding (``"utf-8"`` when the body declares none) and ``raw`` the body as received.
+    ``is_success=F``); a signature that fails never produces a GatewayResponse. ``sign_charset`` is the
+    charset the verified signature was computed in: the declared one, or the request's ``_input_charset``
+    when only that one verifies (None when nothing was verified). ``charset`` is the declared encoding
+    (``"utf-8"`` when the body declares none) and ``raw`` the body as received.
     """
 
     is_success: bool
@@ -82,6 +84,7 @@ class GatewayResponse:
     sign: str | None = None
     sign_type: str | None = None
     sign_verified: bool | None = None
+    sign_charset: str | None = None
     charset: str = "utf-8"
     raw: bytes = field(default=b"", repr=False)
 
@@ -102,13 +105,16 @@ def parse_response(
     sign_type: str | None = None,
     key: signing.VerifyingKey | None = None,
     max_bytes: int = MAX_RESPONSE_BYTES,
+    request_charset: str | None = None,
 ) -> GatewayResponse:
     """Parse a gateway XML body and, when ``key`` is given, verify its signature.
 
     ``sign_type`` forces the algorithm (otherwise the body's ``<sign_type>`` is used); ``key`` is the MD5
     secret or Alipay's public key(s), as ``signing.verify`` accepts them. The signature is checked only for
     ``is_success=T`` bodies that carry both a ``<response>`` block and a ``<sign>``, over the response block's
-    fields encoded in the body's declared charset.
+    fields encoded in the body's declared charset, then, when that fails, in ``request_charset`` (the
+    request's ``_input_charset``): a real answer to a UTF-8 request declared GBK, and no source says which
+    of the two the gateway signs in. No third charset is ever tried.
 
     Raises GatewayResponseError for a body that is empty, larger than ``max_bytes``, HTML, not well-formed,
     hostile (DTD, entities, external references), in an unsupported or wrong encoding, or not shaped like an
@@ -133,6 +139,7 @@ def parse_response(
         )
     # Checked before the body so a misconfigured caller learns it even from an unsigned answer.
     forced_sign_type = signing.normalize_sign_type(sign_type) if sign_type is not None else None
+    fallback_charset = signing.normalize_charset(request_charset) if request_charset is not None else None
 
     text, charset = _decode(raw)
     root = _parse_xml(text, raw)
@@ -152,14 +159,15 @@ def parse_response(
     response_element, fields = _parse_response_block(envelope.get("response"), raw)
 
     sign_verified: bool | None = None
+    sign_charset: str | None = None
     if is_success and response_element is not None and sign is not None and key is not None:
-        _verify(
+        sign_charset = _verify(
             fields,
             sign=sign,
             sign_type=forced_sign_type or body_sign_type,
             forced=forced_sign_type is not None,
             key=key,
-            charset=charset,
+            charsets=(charset,) if fallback_charset in (None, charset) else (charset, fallback_charset),
             raw=raw,
             service=request.get("service"),
             out_trade_no=fields.get("out_trade_no") or request.get("out_trade_no"),
@@ -175,6 +183,7 @@ def parse_response(
         sign=sign,
         sign_type=body_sign_type,
         sign_verified=sign_verified,
+        sign_charset=sign_charset,
         charset=charset,
         raw=raw,
     )
@@ -190,6 +199,7 @@ def render_response(
     sign_type: str | None = None,
     key: signing.SigningKey | None = None,
     charset: str = "utf-8",
+    sign_charset: str | None = None,
 ) -> bytes:
     """Build the XML envelope a gateway would answer with: the inverse of ``parse_response``.
 
@@ -198,9 +208,12 @@ def render_response(
     left out, as they are left out of the signature. With ``sign_type`` and ``key`` (an MD5 secret or a
     private key) and a response block, the fields are signed in ``charset`` and ``<sign>``/``<sign_type>``
     appended; without a response block there is nothing to sign and none is added. The result is encoded in
-    ``charset`` (utf-8, GBK or GB2312) and declares it. A value ``charset`` cannot encode raises CharsetError.
+    ``charset`` (utf-8, GBK or GB2312) and declares it; the signature is computed in ``sign_charset`` when
+    given (a gateway that declares one charset and signs in the request's), else in ``charset``. A value
+    ``charset`` cannot encode raises CharsetError.
     """
     codec = _codec_for(charset)
+    signing_codec = _codec_for(sign_charset) if sign_charset is not None else codec
     if fields and response_element is None:
         raise InvalidParameterError("fields need a response_element to live in", parameter="response_element")
     if (sign_type is None) != (key is None):
@@ -227,7 +240,7 @@ def render_response(
         if sign_type is not None and key is not None:
             normalized = signing.normalize_sign_type(sign_type)
             signed = {name: value for name, value in rendered.items() if name not in _UNSIGNED_NAMES}
-            signature = signing.sign(signed, sign_type=normalized, key=key, charset=codec)
+            signature = signing.sign(signed, sign_type=normalized, key=key, charset=signing_codec)
             parts.append(_text_element("sign", signature, codec))
             parts.append(_text_element("sign_type", normalized, codec))
     parts.append("</alipay>")
@@ -403,12 +416,15 @@ def _verify(
     sign_type: str | None,
     forced: bool,
     key: signing.VerifyingKey,
-    charset: str,
+    charsets: tuple[str, ...],
     raw: bytes,
     service: str | None,
     out_trade_no: str | None,
-) -> None:
-    """Check the response signature over the response block's fields, or raise SignatureError."""
+) -> str:
+    """Check the response signature over the response block's fields in each of ``charsets`` in turn.
+
+    Returns the charset that verified, or raises SignatureError when none does.
+    """
     context: dict[str, Any] = {"raw_response": raw, "service": service, "out_trade_no": out_trade_no}
     if sign_type is None:
         raise SignatureError("the response is signed but names no <sign_type> and none was given", **context)
@@ -423,18 +439,19 @@ def _verify(
     # mistaken for the envelope's own values.
     params = {name: value for name, value in fields.items() if name not in _UNSIGNED_NAMES}
     params["sign"] = sign
-    try:
-        verified = signing.verify(params, key=key, sign_type=sign_type, charset=charset)
-    except KeyFormatError as exc:
-        if forced:
-            raise
-        # The body chose the algorithm and the caller's key cannot serve it: the body is what is wrong.
-        raise SignatureError(
-            f"the response names sign_type {sign_type}, which the key given cannot verify ({exc.message})",
-            **context,
-        ) from exc
-    if not verified:
-        raise SignatureError(f"the response {sign_type} signature does not verify", **context)
+    for charset in charsets:
+        try:
+            verified = signing.verify(params, key=key, sign_type=sign_type, charset=charset)
+        except KeyFormatError as exc:
+            if forced:
+                raise
+            # The body chose the algorithm and the caller's key cannot serve it: the body is what is wrong.
+            message = f"the response names sign_type {sign_type}, which the key given cannot verify"
+            raise SignatureError(f"{message} ({exc.message})", **context) from exc
+        if verified:
+            return charset
+    tried = " or ".join(_DECLARATION_LABELS[charset] for charset in charsets)
+    raise SignatureError(f"the response {sign_type} signature does not verify (in {tried})", **context)
 
 
 def _looks_like_html(data: bytes) -> bool:

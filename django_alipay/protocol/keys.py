@@ -21,8 +21,9 @@ from typing import TypeAlias
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x448, x25519
 
+from . import dsa
 from .errors import InvalidParameterError, KeyFormatError
 
 __all__ = [
@@ -125,7 +126,13 @@ def _encrypted_error(expected: str, source: str) -> KeyFormatError:
 
 
 def _parse_der(der: bytes, source: str, expected: str) -> _Found:
-    """Parse DER as a private key, a public key or a certificate, in that order."""
+    """Parse DER as a DSA key, a private key, a public key or a certificate, in that order.
+
+    DSA keys go to :mod:`django_alipay.protocol.dsa`, which knows which installed library can use them.
+    """
+    dsa_key = dsa.load_der(der)
+    if dsa_key is not None:
+        return _Found(dsa_key, source)
     try:
         return _Found(serialization.load_der_private_key(der, password=None), source)
     except TypeError:
@@ -139,10 +146,17 @@ def _parse_der(der: bytes, source: str, expected: str) -> _Found:
         pass
     try:
         certificate = x509.load_der_x509_certificate(der)
-        return _Found(certificate.public_key(), source, certificate=True)
+        return _Found(_certificate_key(certificate), source, certificate=True)
     except (ValueError, UnsupportedAlgorithm):
         pass
     raise KeyFormatError(f"{expected} but could not read a key from {_noun(source)} (damaged or cut short?)")
+
+
+def _certificate_key(certificate: x509.Certificate) -> object:
+    """The public key of a certificate; a DSA one comes back as this library's DSA key."""
+    with dsa.quiet():
+        key = certificate.public_key()
+    return dsa.from_cryptography(key) if dsa.is_cryptography_dsa(key) else key
 
 
 def _decode_base64(body: str, expected: str, source: str) -> bytes:
@@ -221,8 +235,10 @@ def _found(data: object, expected: str) -> _Found:
         return _parse(data, expected)
     if isinstance(data, _KEY_OBJECT_CLASSES):
         return _Found(data, "key object")
+    if dsa.is_cryptography_dsa(data):
+        return _Found(dsa.from_cryptography(data), "key object")
     if isinstance(data, x509.Certificate):
-        return _Found(data.public_key(), "certificate object", certificate=True)
+        return _Found(_certificate_key(data), "certificate object", certificate=True)
     raise KeyFormatError(f"{expected} but found a value of type {type(data).__name__}")
 
 
@@ -376,14 +392,14 @@ def is_own_public_key(alipay_public_key: KeyMaterial, merchant_private_key: KeyM
 
 
 _RSA_DEFAULT_BITS = 2048
-_DSA_BITS = (1024, 2048, 3072, 4096)
 
 
 def generate_private_key(sign_type: str = "RSA2", *, bits: int | None = None) -> PrivateKey:
     """Generate a new merchant private key for ``sign_type`` (RSA2, RSA or DSA).
 
     RSA2 and RSA default to 2048 bits (RSA2 refuses less than 2048; RSA accepts 1024 only when asked for
-    explicitly, for legacy counterparts). DSA defaults to 1024 bits (1024, 2048, 3072 or 4096 allowed).
+    explicitly, for legacy counterparts). DSA defaults to 1024 bits (1024, 2048 or 3072 allowed, and 4096
+    where cryptography still does DSA).
 
     Why 1024 for DSA: the gateway's algorithm is SHA1withDSA, and Java's SHA1withDSA (what Alipay runs)
     refuses keys whose subgroup ``q`` is longer than 160 bits; only 1024-bit DSA keys have a 160-bit ``q``.
@@ -403,11 +419,7 @@ def generate_private_key(sign_type: str = "RSA2", *, bits: int | None = None) ->
         )
     if kind == "DSA":
         size = 1024 if bits is None else bits
-        if size not in _DSA_BITS:
-            raise InvalidParameterError(
-                f"DSA keys can have {', '.join(map(str, _DSA_BITS))} bits, not {size}", parameter="bits"
-            )
-        return dsa.generate_private_key(key_size=size)
+        return dsa.generate(size)
     size = _RSA_DEFAULT_BITS if bits is None else bits
     minimum = 2048 if kind == "RSA2" else 1024
     if not minimum <= size <= 8192:

@@ -77,6 +77,7 @@ ParamKind = Literal[
     "compact",
     "date",
     "epoch_ms",
+    "epoch_s",
     "int",
     "choice",
     "currency",
@@ -98,6 +99,7 @@ _DIGITS = re.compile(r"(0|[1-9][0-9]*)")
 # Response amounts are read leniently about decimals (a JPY "100.00" is still 100), strictly about shape.
 _RESPONSE_AMOUNT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 _MAX_SHOWN = 40
+_EPOCH_SECONDS_DIGITS: Final = 10
 
 WEB_TIMEOUT_RULES: Final = ("5m", "10m", "15m", "30m", "1h", "2h", "3h", "5h", "10h", "12h", "1d")
 WAP_TIMEOUT_RULES: Final = (*WEB_TIMEOUT_RULES, "3d", "7d", "15d")
@@ -108,8 +110,8 @@ SPOT_PAY_CURRENCIES: Final = (
 )  # fmt: skip
 #: Longest date range the file services serve, in days between start_date and end_date.
 FILE_MAX_DAYS: Final = 10
-#: notify_id is String(34) (notify_verify page); longer values are not Alipay's.
-NOTIFY_ID_MAX_LENGTH: Final = 34
+#: Longest notify_id sent to notify_verify: the same generous bound notifications are read with.
+NOTIFY_ID_MAX_LENGTH: Final = 128
 
 
 def _shown(value: object) -> str:
@@ -233,6 +235,8 @@ def _to_wire(p: Param, value: object, wire: Mapping[str, str], ctx: _Context) ->
             f"{p.name}: must be an aware datetime or epoch milliseconds, not {_shown(value)}",
             parameter=p.name,
         )
+    if kind == "epoch_s":
+        return _epoch_seconds_to_wire(p, value)
     if kind == "int":
         return _int_to_wire(p, value)
     if kind == "flag":
@@ -280,6 +284,26 @@ def _time_to_wire(p: Param, value: object) -> str:
     if compact:
         return clock_mod.format_compact(value, parameter=p.name)
     return clock_mod.format_datetime(value, parameter=p.name)
+
+
+def _epoch_seconds_to_wire(p: Param, value: object) -> str:
+    """Epoch seconds, 10 digits (``long(10)``): from an aware datetime, an int, or digits."""
+    if isinstance(value, datetime):
+        text = str(clock_mod.epoch_millis(value, parameter=p.name) // 1000)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        text = str(value)
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):
+        text = value
+    else:
+        raise TimeFormatError(
+            f"{p.name}: must be an aware datetime or epoch seconds, not {_shown(value)}", parameter=p.name
+        )
+    if len(text) != _EPOCH_SECONDS_DIGITS:
+        raise TimeFormatError(
+            f"{p.name}: must be epoch seconds ({_EPOCH_SECONDS_DIGITS} digits, long(10)), not {_shown(text)}",
+            parameter=p.name,
+        )
+    return text
 
 
 def _int_to_wire(p: Param, value: object) -> str:
@@ -586,7 +610,8 @@ CREATE_FOREX_TRADE_WAP: Final = ServiceDefinition(
     params=(
         *_ONLINE_COMMON,
         Param("timeout_rule", "choice", choices=WAP_TIMEOUT_RULES),
-        Param("order_create", "epoch_ms"),
+        # long(10) on the WAP page: epoch seconds; timeout_rule only takes effect together with it.
+        Param("order_create", "epoch_s"),
         Param(
             "product_code",
             "choice",
@@ -698,7 +723,8 @@ class ServiceResult(Mapping[str, Any]):
     reads as None by attribute (KeyError by item); an undocumented field the gateway added reads as its
     string. ``fields`` holds the raw strings exactly as received (and signed), ``raw`` the response body,
     ``unparsed`` the names whose value could not be typed (an unknown status, a malformed time): those read
-    as strings.
+    as strings. ``sign_charset`` is the charset the answer's signature verified in (the declared one or the
+    request's), None when nothing was verified.
     """
 
     #: Documented response fields of the service (absent ones read as None).
@@ -713,6 +739,7 @@ class ServiceResult(Mapping[str, Any]):
     raw: bytes
     request: dict[str, str]
     sign_verified: bool | None
+    sign_charset: str | None
     unparsed: frozenset[str]
 
     def __init__(
@@ -723,12 +750,14 @@ class ServiceResult(Mapping[str, Any]):
         raw: bytes = b"",
         request: Mapping[str, str] | None = None,
         sign_verified: bool | None = None,
+        sign_charset: str | None = None,
     ) -> None:
         self.service = service
         self.fields = dict(fields)
         self.raw = raw
         self.request = dict(request or {})
         self.sign_verified = sign_verified
+        self.sign_charset = sign_charset
         values: dict[str, object] = {}
         unparsed: set[str] = set()
         for name, text in self.fields.items():

@@ -20,8 +20,9 @@ from typing import Final, Literal, TypeAlias, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from . import dsa
 from .errors import CharsetError, InvalidParameterError, KeyFormatError
 from .keys import KeyMaterial, PrivateKey, PublicKey, load_private_key, load_public_key
 
@@ -48,6 +49,8 @@ SUPPORTED_CHARSETS: Final[tuple[Charset, ...]] = ("utf-8", "gbk", "gb2312")
 _SIGN_TYPE_BY_UPPER: Final[dict[str, SignType]] = {name: name for name in SIGN_TYPES}
 _CHARSET_BY_LOWER: Final[dict[str, Charset]] = {name: name for name in SUPPORTED_CHARSETS}
 _EXCLUDED: Final = frozenset({"sign", "sign_type"})
+# Whitespace that is only layout inside a Base64 signature (wrapped lines); a space may be a "+" instead.
+_LAYOUT: Final = str.maketrans("", "", "\r\n\t")
 _PKCS1V15: Final = padding.PKCS1v15()
 # SHA-1 is what the gateway prescribes for RSA and DSA; it is the protocol's choice, not ours.
 _HASH: Final[dict[str, hashes.HashAlgorithm]] = {
@@ -281,8 +284,9 @@ def verify(
 
     Returns False, never raises, for a missing, empty, non-ASCII, non-Base64 or wrong-length signature,
     and for values the charset cannot encode (they cannot have been signed in it). RSA/RSA2/DSA
-    signatures whose ``+`` turned into spaces still verify. Like :func:`presign_string`, a parameter value
-    that is not a string (a programming error, never wire data) raises InvalidParameterError.
+    signatures whose ``+`` turned into spaces, or whose Base64 is wrapped in lines, still verify. Like
+    :func:`presign_string`, a parameter value that is not a string (a programming error, never wire data)
+    raises InvalidParameterError.
 
     MD5 signatures are compared in constant time and case-insensitively: Alipay sends lowercase hex, but
     an uppercase rendering carries the same 128 bits, so accepting it admits no forgery and spares
@@ -327,29 +331,50 @@ def verify(
     checked = [
         (public_key, _check_algorithm(public_key, kind)) for public_key in map(load_public_key, candidates)
     ]
-    received = params.get("sign")
-    # Base64 with padding always has a length divisible by 4 (Python's decoder alone would accept a surplus
-    # '='); a '+' sent unencoded in a form body arrives as a space, and the SDKs repair it the same way.
-    if not isinstance(received, str) or len(received) % 4 or not received.isascii():
-        return False
-    try:
-        signature = binascii.a2b_base64(received.replace(" ", "+"), strict_mode=True)
-    except (binascii.Error, ValueError):
-        return False
-    if not signature:
+    signatures = _signature_candidates(params.get("sign"))
+    if not signatures:
         return False
     try:
         data = presign_string(params).encode(encoding)
     except UnicodeEncodeError:
         return False
     algorithm = _HASH[kind]
-    for public_key, is_rsa in checked:
-        try:
-            if is_rsa:
-                cast(rsa.RSAPublicKey, public_key).verify(signature, data, _PKCS1V15, algorithm)
-            else:
-                cast(dsa.DSAPublicKey, public_key).verify(signature, data, algorithm)
-        except InvalidSignature:
-            continue
-        return True
+    for signature in signatures:
+        for public_key, is_rsa in checked:
+            try:
+                if is_rsa:
+                    cast(rsa.RSAPublicKey, public_key).verify(signature, data, _PKCS1V15, algorithm)
+                else:
+                    cast(dsa.DSAPublicKey, public_key).verify(signature, data, algorithm)
+            except InvalidSignature:
+                continue
+            return True
     return False
+
+
+def _signature_candidates(received: object) -> list[bytes]:
+    """The byte strings an RSA/RSA2/DSA ``sign`` value may stand for, most likely first (none: malformed).
+
+    Line breaks and tabs are layout (one independent SDK wraps its Base64 in lines) and are dropped. A space
+    is either a ``+`` that form decoding turned into a space (the SDKs repair it so) or more layout; both
+    readings are tried, and a wrong one only ever fails to verify.
+    """
+    if not isinstance(received, str) or not received.isascii():
+        return []
+    compact = received.translate(_LAYOUT)
+    readings = [compact.replace(" ", "+")]
+    if " " in compact:
+        readings.append(compact.replace(" ", ""))
+    found: list[bytes] = []
+    for text in readings:
+        # Base64 with padding always has a length divisible by 4 (Python's decoder alone would accept a
+        # surplus '=').
+        if not text or len(text) % 4:
+            continue
+        try:
+            signature = binascii.a2b_base64(text, strict_mode=True)
+        except (binascii.Error, ValueError):
+            continue
+        if signature:
+            found.append(signature)
+    return found

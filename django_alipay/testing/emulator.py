@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
+from django_alipay.emulator import CONTROL_TOKEN_HEADER
 from django_alipay.protocol import clock as protocol_clock
 from django_alipay.protocol import keys, signing
 from django_alipay.protocol.clock import Clock
@@ -216,9 +217,12 @@ class EmulatorProcess:
         self._process: subprocess.Popen[str] | None = None
         self._workdir: Path | None = None
         self._stderr: Any = None
+        #: This run's control token (sent as ``X-Emulator-Token`` with every control call).
+        self.control_token = secrets.token_urlsafe(24)
         self._session = requests.Session()
         # Local calls must never go through a proxy named in the environment.
         self._session.trust_env = False
+        self._session.headers[CONTROL_TOKEN_HEADER] = self.control_token
         self.gateway_url = ""
         self.base_url = ""
         self._faults = FaultInjector(self._apply_faults)
@@ -258,6 +262,7 @@ class EmulatorProcess:
         command += ["--time-scale", str(self._options["time_scale"]), "--seed", str(self._options["seed"])]
         if not self._options["notifier"]:
             command.append("--no-notifier")
+        command += ["--control-token", self.control_token]
         command += list(self._extra_args)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -444,7 +449,8 @@ class EmulatorProcess:
 
     def configure(self, **knobs: Any) -> dict[str, Any]:
         """Change run-time knobs: ``refund_interval``, ``notify_id_ttl``, ``retry_schedule``,
-        ``timestamp_tolerance`` (None: no check), ``notify_timeout``. Returns them all."""
+        ``timestamp_tolerance`` (None: no check), ``notify_timeout``, and the open-point knobs
+        (``repeat_refund_answer``, ``notify_id_reuse``, ... see ``OPEN_POINT_KNOBS``). Returns them all."""
         answer: dict[str, Any] = self.control("config", knobs)
         return answer
 

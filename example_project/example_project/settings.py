@@ -136,8 +136,10 @@ ALIPAY: dict[str, Any] = {
     "NOTIFY_MAX_IN_FLIGHT": 16,
 }
 
-# Without DEBUG the emulator serves only when allowed; the demo allows it (check --deploy warns, rightly).
+# Without DEBUG the emulator serves only when allowed; the demo allows it, and says it knows that this is
+# unsafe (a fake gateway anyone can pay through): never on a server that takes real payments.
 ALIPAY_EMULATOR_ALLOW = True
+ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = True
 ALIPAY_EMULATOR = {"NOTIFIER_THREAD": True}
 
 # --- Celery (only when CELERY_BROKER_URL is set) --------------------------------------------------

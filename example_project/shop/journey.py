@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from django_alipay.domain import clock as domain_clock
+from django_alipay.emulator import CONTROL_TOKEN_HEADER
+from django_alipay.emulator.conf import control_token
 from django_alipay.protocol.clock import BEIJING, FixedClock, beijing_date
 
 __all__ = ["Journey", "StepFailed"]
@@ -252,10 +254,19 @@ class Journey:
     def _emulator_now(self) -> str:
         return str(self.cashier.get(self.url("/emulator/control/clock"), timeout=_WAIT).json()["now"])
 
+    def _set_emulator_clock(self, now: str) -> None:
+        # The journey runs in the process that serves the emulator, so it knows the control token.
+        self.cashier.post(
+            self.url("/emulator/control/clock"),
+            data={"now": now},
+            headers={CONTROL_TOKEN_HEADER: control_token()},
+            timeout=_WAIT,
+        ).raise_for_status()
+
     def _free_clocks(self) -> None:
         domain_clock.set_clock(None)
         with contextlib.suppress(requests.RequestException):
-            self.cashier.post(self.url("/emulator/control/clock"), data={"now": "real"}, timeout=_WAIT)
+            self._set_emulator_clock("real")
 
     # --- the steps ---------------------------------------------------------------------------------------
 
@@ -468,9 +479,7 @@ class Journey:
             tomorrow = datetime.combine(paid_day + timedelta(days=1), datetime.min.time(), BEIJING)
             when = tomorrow.replace(hour=10)
             domain_clock.set_clock(FixedClock(when))
-            self.cashier.post(
-                self.url("/emulator/control/clock"), data={"now": when.isoformat()}, timeout=_WAIT
-            )
+            self._set_emulator_clock(when.isoformat())
             step.note(
                 f"clocks moved (domain.clock and the emulator's) to {when:%Y-%m-%d %H:%M} Beijing"
                 f" (emulator: {self._emulator_now()[:19]})"

@@ -37,12 +37,20 @@ def _remember(request: HttpRequest, order: Order) -> None:
     request.session[_SESSION_ORDERS] = [order.number, *numbers][:50]
 
 
+def _own_order(request: HttpRequest, number: str) -> Order | None:
+    """The order, if this visitor placed it (in this session) or is staff; None otherwise, whether or not
+    it exists (so that order numbers cannot be probed)."""
+    if not number or not (request.user.is_staff or number in request.session.get(_SESSION_ORDERS, [])):
+        return None
+    return Order.objects.select_related("trade").filter(number=number).first()
+
+
 def _visible_order(request: HttpRequest, number: str) -> Order:
     """The order, if this visitor placed it (in this session) or is staff; 404 otherwise."""
-    order = get_object_or_404(Order.objects.select_related("trade"), number=number)
-    if request.user.is_staff or number in request.session.get(_SESSION_ORDERS, []):
-        return order
-    raise Http404("no such order")
+    order = _own_order(request, number)
+    if order is None:
+        raise Http404("no such order")
+    return order
 
 
 @require_GET
@@ -107,9 +115,11 @@ def alipay_return(request: HttpRequest) -> HttpResponse:
     """Where django_alipay's return view forwards the buyer (ALIPAY["RETURN_REDIRECT"]): to the order page.
 
     The visit itself proves nothing (it can be forged): the order page shows what notifications established.
+    Only the session that placed the order (or staff) hears about it; anyone else, whatever the number,
+    gets the same neutral answer.
     """
     number = request.GET.get("out_trade_no", "")
-    order = Order.objects.select_related("trade").filter(number=number).first() if number else None
+    order = _own_order(request, number)
     if order is not None:
         # The notification may have come in after the return view looked: ask the order as it is now.
         state = payments.order_state(order).code

@@ -158,3 +158,23 @@ def test_a_buyer_whose_balance_is_too_low_is_not_said_to_be_disabled(
     assert response.context["state"].code == "failed"
     assert "BUYER_ENABLE_STATUS_FORBID" in page
     assert "cannot cover the amount" in page  # Alipay has no code of its own for a low balance
+
+
+def test_the_return_page_tells_only_the_session_that_placed_an_order_about_it(
+    client: Client, merchant: Merchant, alipay_emulator: EmulatorProcess
+) -> None:
+    number = place(client)
+    alipay_emulator.visit(Trade.objects.get(out_trade_no=number).payment_url)
+    pay(client, merchant, alipay_emulator, number)
+    mine = client.get(f"/paid/?out_trade_no={number}", follow=True)
+    assert mine.redirect_chain[-1][0] == f"/orders/{number}/"
+    assert "Your payment is confirmed" in mine.content.decode()
+
+    stranger = Client()
+    for asked in (number, "WEB-20990101-DEADBEEF"):  # a real order of someone else's, and none at all
+        seen = stranger.get(f"/paid/?out_trade_no={asked}", follow=True)
+        page = seen.content.decode()
+        assert seen.redirect_chain[-1][0] == "/orders/"
+        assert "We are checking your payment with Alipay." in page
+        assert "confirmed" not in page
+        assert number not in page

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from django_alipay.emulator import notifier
 from django_alipay.models import Merchant, Trade
-from tests.conftest import TEST_PARTNER, standalone_emulator
+from tests.conftest import CONTROL_HEADERS, TEST_PARTNER, standalone_emulator
 
 API = "/alipay/api/"
 BUYER_BARCODE = "286123456789012345"  # a buyer the emulator seeds
@@ -73,7 +73,7 @@ def api_server(transactional_db: None, settings: Any) -> Iterator[str]:
 
 def control(emulator: str, name: str, **data: Any) -> Any:
     """POST ``data`` to one of the emulator's control endpoints; its JSON answer."""
-    response = requests.post(emulator + "control/" + name, json=data, timeout=10)
+    response = requests.post(emulator + "control/" + name, json=data, headers=CONTROL_HEADERS, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 

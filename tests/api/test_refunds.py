@@ -344,3 +344,21 @@ def test_a_refusal_is_logged_with_its_reason(
     [record] = [r for r in caplog.records if r.name == "django_alipay.api"]
     assert "refund_not_allowed" in record.getMessage()
     assert f"/trades/{trade.pk}/refunds/" in record.getMessage()
+
+
+def test_a_body_nested_deeper_than_any_api_body_is_a_parse_error(
+    api: APIClient, make_trade: Callable[..., Trade]
+) -> None:
+    trade = make_trade()
+    url = f"{API}trades/{trade.pk}/refunds/"
+    nested = '{"amount": "1.00", "reason": ' + "[" * 33 + "]" * 33 + "}"
+    refused(
+        api.post(url, nested, content_type="application/json", headers={"Idempotency-Key": "n"}),
+        400,
+        "parse_error",
+    )
+    brackets_in_text = '{"amount": "1.00", "reason": "' + "[" * 40 + '"}'
+    answer = api.post(
+        url, brackets_in_text, content_type="application/json", headers={"Idempotency-Key": "t"}
+    )
+    assert answer.status_code == 201, answer.content  # brackets inside a string are text, not nesting

@@ -166,10 +166,19 @@ def test_malformed_fields_are_refused_naming_the_field(
 def test_an_order_number_is_used_once(api: APIClient, shop: Merchant) -> None:
     number = order_number()
     assert create(api, out_trade_no=number).status_code == 201
-    again = create(api, out_trade_no=number)
+    again = create(api, out_trade_no=number, amount="99.99")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "trade_not_allowed"
     assert number in again.json()["error"]["message"]
+    assert Trade.objects.count() == 1
+
+
+def test_the_same_unpaid_order_asked_again_answers_its_stored_payment(api: APIClient, shop: Merchant) -> None:
+    number = order_number()
+    first = create(api, out_trade_no=number)
+    again = create(api, out_trade_no=number)
+    assert (first.status_code, again.status_code) == (201, 201), again.content
+    assert again.json()["trade"]["id"] == first.json()["trade"]["id"]
     assert Trade.objects.count() == 1
 
 

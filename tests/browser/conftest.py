@@ -17,7 +17,7 @@ import requests
 from django.test.utils import override_settings
 
 from django_alipay.testing.browser import headless_chromium
-from tests.conftest import standalone_emulator
+from tests.conftest import CONTROL_HEADERS, standalone_emulator
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -78,6 +78,6 @@ def emulator() -> Iterator[str]:
 
 def control(emulator: str, path: str, **data: Any) -> Any:
     """POST to the emulator's control API and return its JSON answer."""
-    response = requests.post(emulator + "control/" + path, json=data, timeout=30)
+    response = requests.post(emulator + "control/" + path, json=data, headers=CONTROL_HEADERS, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()

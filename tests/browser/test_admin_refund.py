@@ -64,6 +64,7 @@ def cashier(db: None) -> User:
     """A staff member who may see, refund, reverse and update trades (not a superuser)."""
     user = User.objects.create_user("mei", password=PASSWORD, is_staff=True)
     codenames = [
+        "view_merchant",  # the merchants whose trades they see (the merchant policy)
         "view_trade",
         "view_refund",
         "view_notification",

@@ -30,6 +30,7 @@ from django_alipay.protocol.errors import (
 )
 from django_alipay.protocol.notifications import VerifiedNotification, read_notification
 from tests.client.stub import dead_url
+from tests.conftest import CONTROL_HEADERS
 
 PARTNER = "2088101122136241"
 MD5_KEY = "k2n4fq8w0e3r5t7y9u1i3o5p7a9s1d3f"
@@ -76,10 +77,14 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         self._log.close()
 
     def control(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = requests.request(method, self.base + "control/" + path, timeout=10, **kwargs)
+        response = requests.request(
+            method, self.base + "control/" + path, headers=CONTROL_HEADERS, timeout=10, **kwargs
+        )
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -364,7 +364,7 @@ REFUSALS = [
     ("forex_refund", {**REFUND, "is_sync": "yes"}, "is_sync", InvalidParameterError),
     ("forex_refund", {**REFUND, "out_return_no": None}, "out_return_no", InvalidParameterError),
     ("forex_refund", {**REFUND, "return_amount": Decimal("-1.00")}, "return_amount", AmountError),
-    ("notify_verify", {"notify_id": "n" * 35}, "notify_id", InvalidParameterError),
+    ("notify_verify", {"notify_id": "n" * 129}, "notify_id", InvalidParameterError),
     ("notify_verify", {"notify_id": ""}, "notify_id", InvalidParameterError),
     (
         "alipay.acquire.overseas.spot.pay",
@@ -495,7 +495,7 @@ def test_client_refuses_before_sending(stub, make_client, method, kwargs):
 
 def test_notify_verify_refuses_a_bad_notify_id_before_sending(stub, make_client):
     with pytest.raises(InvalidParameterError) as caught:
-        make_client().notify_verify("x" * 35)
+        make_client().notify_verify("x" * 129)
     assert caught.value.parameter == "notify_id"
     assert stub.requests == []
 

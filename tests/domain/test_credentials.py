@@ -13,7 +13,7 @@ import requests
 from django_alipay.domain import merchants
 from django_alipay.models import Merchant
 from django_alipay.protocol import keys
-from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
+from tests.conftest import CONTROL_HEADERS, TEST_MD5_KEY, TEST_PARTNER
 from tests.domain.fakegateway import FakeGateway, Reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,6 +43,7 @@ def emulator(pairs: dict[str, Any]) -> Iterator[str]:
         base = line.split()[1].removesuffix("gateway.do")
         registered = requests.post(
             base + "control/partners",
+            headers=CONTROL_HEADERS,
             json={
                 "partner": RSA_PARTNER,
                 "merchant_public_key": keys.public_key_pem(pairs["registered"]),
@@ -55,6 +56,7 @@ def emulator(pairs: dict[str, Any]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        process.stdout.close()
 
 
 @pytest.fixture(scope="module")

@@ -308,7 +308,7 @@ def test_n32_true_with_surrounding_whitespace_counts(
     assert deliver(merchant, sign_form(trade_params(unpaid))).status == 200
 
 
-@pytest.mark.parametrize(("notify_id", "flag"), [(None, "missing_notify_id"), ("x" * 35, "bad_notify_id")])
+@pytest.mark.parametrize(("notify_id", "flag"), [(None, "missing_notify_id"), ("x" * 129, "bad_notify_id")])
 def test_n33_notify_id_missing_or_too_long(
     merchant: Merchant, unpaid: Trade, notify_id: Any, flag: str
 ) -> None:
@@ -600,3 +600,53 @@ def test_n40_two_identical_notifications_delivered_concurrently_have_one_effect(
         processed = next(r for r in rows if r.outcome == "processed")
         assert duplicate.duplicate_of_id == processed.pk
     assert len(fired["trade_paid"]) == rounds
+
+
+# --- what is signed decides: kind and duplicates ------------------------------------------------------
+
+
+def test_an_empty_refund_field_does_not_make_a_trade_notification_a_refund_one(
+    merchant: Merchant, unpaid: Trade
+) -> None:
+    # Empty values are outside the signature: appending one must not change what the notification is.
+    answer = deliver(merchant, sign_form(trade_params(unpaid)) + b"&out_return_no=&refund_status=")
+    assert answer.status == 200
+    stored = Notification.objects.get()
+    assert (stored.kind, stored.outcome) == ("trade", "processed")
+    assert Trade.objects.get(pk=unpaid.pk).status == "TRADE_FINISHED"
+
+
+def test_a_redelivery_with_an_unsigned_empty_field_is_a_duplicate_without_asking_notify_verify(
+    merchant: Merchant, unpaid: Trade, gateway: FakeGateway, fired: Any
+) -> None:
+    body = sign_form(trade_params(unpaid))
+    first = deliver(merchant, body)
+    second = deliver(merchant, body + b"&memo=")
+    assert second.status == 200
+    assert second.notification is not None
+    assert first.notification is not None
+    replay = Notification.objects.get(pk=second.notification.pk)
+    assert (replay.outcome, replay.duplicate_of_id) == ("duplicate", first.notification.pk)
+    assert len(gateway.called("notify_verify")) == 1
+    assert len(fired["trade_paid"]) == 1
+
+
+def test_a_delivery_that_was_ignored_does_not_stop_a_later_one_from_being_applied(
+    merchant: Merchant, accepted_refund: Refund, gateway: FakeGateway
+) -> None:
+    # The refund's notification arrives before the refund row names its gateway id (a replica lagging): it is
+    # acknowledged and ignored. Alipay delivers the same notification again once the refund is known.
+    gateway_id = accepted_refund.gateway_refund_id
+    Refund.objects.filter(pk=accepted_refund.pk).update(gateway_refund_id="RF-NOT-YET-KNOWN")
+    body = sign_form(refund_params(accepted_refund))
+    first = deliver(merchant, body)
+    assert (first.status, first.flag) == (200, "unknown_refund")
+    Refund.objects.filter(pk=accepted_refund.pk).update(gateway_refund_id=gateway_id)
+    second = deliver(merchant, body)
+    assert second.status == 200
+    assert second.notification is not None
+    assert Notification.objects.get(pk=second.notification.pk).outcome == "processed"
+    accepted_refund.refresh_from_db()
+    assert accepted_refund.status == RefundStatus.SUCCEEDED
+    # The first delivery passed notify_verify with the same signed content: it is not asked twice.
+    assert len(gateway.called("notify_verify")) == 1

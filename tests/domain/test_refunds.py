@@ -21,7 +21,7 @@ from django_alipay.domain.errors import (
     RefundWindowClosed,
 )
 from django_alipay.enums import RefundStatus
-from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.models import Refund, RefundSlot, Trade
 from django_alipay.protocol.clock import BEIJING
 from django_alipay.protocol.errors import AlipayError, AmountError, InvalidParameterError
 from tests.domain.fakegateway import FakeGateway, Reply
@@ -441,7 +441,7 @@ def test_a_refund_sent_in_the_request_waits_for_the_spacing_at_most_refund_max_w
     assert (trade.refunded_amount, trade.refund_pending_amount) == (Decimal("1.00"), Decimal("2.00"))
 
     # Once the slot is free, whoever sends queued refunds (reconciliation, a worker) sends it.
-    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=None)
+    RefundSlot.objects.update(next_call_at=None)
     assert refunds.submit(second.pk).status == RefundStatus.SUCCEEDED
 
 

@@ -197,3 +197,59 @@ def test_an_unknown_reversal_is_settled_by_a_query(
     trade.refresh_from_db()
     assert trade.status == "TRADE_CLOSED"
     assert trade.refunded_amount == Decimal("100.00")
+
+
+@pytest.mark.parametrize("zone", SERVER_ZONES)
+def test_a_reversal_whose_turn_comes_after_beijing_midnight_fails_locally_with_the_admin_s_reason(
+    zone: str,
+    paid_in_store: Callable[[datetime], Trade],
+    fixed_clock: Any,
+    gateway: FakeGateway,
+    settings: Any,
+) -> None:
+    held: list[int] = []
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": held.append}  # a worker sends it, later
+    with override_settings(TIME_ZONE=zone):
+        trade = paid_in_store(beijing(2024, 5, 1, 23, 59, 58))
+        fixed_clock(beijing(2024, 5, 1, 23, 59, 59))
+        reversal = refunds.reverse(trade)  # allowed: the same Beijing day
+        assert (held, reversal.status) == ([reversal.pk], RefundStatus.REQUESTED)
+        fixed_clock(beijing(2024, 5, 2, 0, 0, 1))  # the worker takes it up after midnight
+        sent = refunds.submit(reversal.pk, wait=False)
+
+    expected = (
+        f"Order {trade.out_trade_no} was paid on 2024-05-01 (Beijing time); a reversal is only possible "
+        "on the day of payment, so refund it instead."
+    )
+    assert (sent.status, sent.error_code, sent.error_description) == (
+        RefundStatus.FAILED,
+        "ReverseNotAllowed",
+        expected,
+    )
+    assert sent.attempts == 0
+    assert gateway.calls == []  # nothing was sent for Alipay to refuse (TRADE_STATUS_ERROR)
+    trade.refresh_from_db()
+    # The reservation is released: the trade is paid and whole again, and can be refunded instead.
+    assert (trade.status, trade.refunded_amount, trade.refund_pending_amount) == (
+        "TRADE_SUCCESS",
+        Decimal("0.00"),
+        Decimal("0.00"),
+    )
+    assert refunds.reverse_refusal(trade) == expected  # the admin's reason for the trade, word for word
+    assert refunds.request_refund(trade, "100.00").status == RefundStatus.REQUESTED
+
+
+def test_an_unpaid_order_s_cancel_taken_up_after_its_grace_fails_locally(
+    make_trade: Callable[..., Trade], fixed_clock: Any, gateway: FakeGateway, settings: Any
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": lambda refund_id: None}
+    trade = make_trade(
+        product="qrcode", status="WAIT_BUYER_PAY", paid_at=None, created_at=beijing(2024, 5, 1, 23, 50)
+    )
+    fixed_clock(beijing(2024, 5, 2, 0, 4, 59))
+    cancel = refunds.reverse(trade)
+    fixed_clock(beijing(2024, 5, 2, 0, 15, 1))
+    sent = refunds.submit(cancel.pk, wait=False)
+    assert (sent.status, sent.error_code) == (RefundStatus.FAILED, "ReverseNotAllowed")
+    assert "can no longer be cancelled" in sent.error_description
+    assert gateway.calls == []

@@ -13,7 +13,7 @@ import requests
 from django_alipay.domain import notifications, refunds, trades
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Trade
-from tests.conftest import TEST_PARTNER, standalone_emulator
+from tests.conftest import CONTROL_HEADERS, TEST_PARTNER, standalone_emulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +35,7 @@ def shop(make_merchant: Callable[..., Merchant], emulator: str, settings: Any) -
 
 
 def control(emulator: str, path: str, **data: Any) -> Any:
-    response = requests.post(emulator + "control/" + path, json=data, timeout=10)
+    response = requests.post(emulator + "control/" + path, json=data, headers=CONTROL_HEADERS, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 

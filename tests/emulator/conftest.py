@@ -21,7 +21,11 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from django_alipay.emulator.conf import OPEN_POINT_KNOBS
+from django_alipay.protocol import dsa, keys
+from tests.conftest import CONTROL_HEADERS
 
 from .signer import Envelope, parse_envelope, sign, verify
 
@@ -54,17 +58,19 @@ class EmulatorProcess:
         self.log = workdir / "emulator.log"
         self.lines: queue.Queue[str] = queue.Queue()
         self.proc: subprocess.Popen[str] | None = None
+        self._log_file: Any = None
         self.ready_line = ""
         self.key_line = ""
         self._alipay_keys: dict[str, Any] | None = None
 
     def start(self) -> EmulatorProcess:
+        self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "django_alipay.emulator", "--port", "0", "--quiet", *self.args],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=self.log.open("w"),
+            stderr=self._log_file,
             text=True,
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -91,12 +97,16 @@ class EmulatorProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=15)
+        code = self.proc.wait(timeout=15)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log_file.close()
+        return code
 
     def control(self, path: str, data: dict[str, Any] | None = None, *, method: str | None = None) -> Any:
         url = f"{self.base}/control/{path}"
         if (method or ("POST" if data is not None else "GET")) == "POST":
-            response = requests.post(url, json=data or {}, timeout=30)
+            response = requests.post(url, json=data or {}, headers=CONTROL_HEADERS, timeout=30)
         else:
             response = requests.get(url, timeout=30)
         assert response.status_code == 200, (response.status_code, response.text)
@@ -106,7 +116,7 @@ class EmulatorProcess:
         if self._alipay_keys is None:
             self._alipay_keys = self.control("keys")["keys"]
         pem = self._alipay_keys[sign_type]["public_key_pem"]
-        return serialization.load_pem_public_key(pem.encode())
+        return keys.load_public_key(pem)
 
     def merchant(
         self,
@@ -357,10 +367,11 @@ def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
 @pytest.fixture
 def emu(emulator_process: EmulatorProcess) -> Iterator[EmulatorProcess]:
-    """The session's emulator, with faults, clock and time scale put back after each test."""
+    """The session's emulator; faults, clock, time scale and open-point knobs are put back after each test."""
     yield emulator_process
     emulator_process.control("faults", {})
     emulator_process.control("clock", {"now": "real", "time_scale": 1})
+    emulator_process.control("config", {name: values[0] for name, values in OPEN_POINT_KNOBS.items()})
 
 
 @pytest.fixture
@@ -377,7 +388,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 @pytest.fixture(scope="session")
 def dsa_key() -> dsa.DSAPrivateKey:
     # 1024 bits: SHA1withDSA, the gateway's DSA algorithm, is defined for 160-bit subgroups only.
-    return dsa.generate_private_key(key_size=1024)  # noqa: S505
+    return dsa.generate(1024)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from tests.conftest import CONTROL_HEADERS
+
 from .conftest import BARCODE, EmulatorProcess
 
 
@@ -44,7 +46,12 @@ def test_partner_registration_answers_and_errors(own: EmulatorProcess) -> None:
         "services": "all",
         "refund_interval": None,
     }
-    bad = requests.post(f"{own.base}/control/partners", json={"partner": "2088", "md5_key": "k"}, timeout=30)
+    bad = requests.post(
+        f"{own.base}/control/partners",
+        json={"partner": "2088", "md5_key": "k"},
+        headers=CONTROL_HEADERS,
+        timeout=30,
+    )
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_partner")
     assert requests.get(f"{own.base}/control/pay", timeout=30).status_code == 405
 
@@ -54,7 +61,9 @@ def test_clock_config_calls_deliver_and_reset(own: EmulatorProcess) -> None:
     clock = own.control("clock", {"now": "2024-02-29T23:59:59+08:00", "time_scale": 10})
     assert (clock["beijing"], clock["fixed"], clock["time_scale"]) == ("2024-02-29 23:59:59", True, 10)
     assert own.control("clock", {"advance": 1})["beijing"] == "2024-03-01 00:00:00"
-    bad = requests.post(f"{own.base}/control/clock", json={"now": "2024-02-29T23:59:59"}, timeout=30)
+    bad = requests.post(
+        f"{own.base}/control/clock", json={"now": "2024-02-29T23:59:59"}, headers=CONTROL_HEADERS, timeout=30
+    )
     assert bad.status_code == 400
     assert "offset" in bad.json()["message"]
 
@@ -62,9 +71,14 @@ def test_clock_config_calls_deliver_and_reset(own: EmulatorProcess) -> None:
     assert config["notify_id_ttl"] == 30
     assert config["retry_schedule"] == [120, 600, 600, 3600, 7200, 21600, 54000]
     url = f"{own.base}/control/config"
-    assert requests.post(url, json={"bogus": 1}, timeout=30).status_code == 400
-    assert requests.post(url, json={"notify_id_ttl": "x"}, timeout=30).status_code == 400
-    form = requests.post(url, data={"retry_schedule": "1,2", "refund_interval": "0"}, timeout=30)
+    assert requests.post(url, json={"bogus": 1}, headers=CONTROL_HEADERS, timeout=30).status_code == 400
+    assert (
+        requests.post(url, json={"notify_id_ttl": "x"}, headers=CONTROL_HEADERS, timeout=30).status_code
+        == 400
+    )
+    form = requests.post(
+        url, data={"retry_schedule": "1,2", "refund_interval": "0"}, headers=CONTROL_HEADERS, timeout=30
+    )
     assert (form.json()["retry_schedule"], form.json()["refund_interval"]) == ([1, 2], 0)
 
     merchant.spot_pay(BARCODE, "1.00", notify_url="http://127.0.0.1:9/n")

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 import requests
 
+from tests.conftest import CONTROL_HEADERS
+
 from .conftest import BARCODE, EmulatorProcess, Merchant, new_id
 from .signer import parse_envelope
 
@@ -137,6 +139,6 @@ def test_seeded_faults_are_reproducible(emu: EmulatorProcess, merchant: Merchant
     ],
 )
 def test_an_invalid_plan_is_refused(emu: EmulatorProcess, plan: dict) -> None:
-    response = requests.post(f"{emu.base}/control/faults", json=plan, timeout=30)
+    response = requests.post(f"{emu.base}/control/faults", json=plan, headers=CONTROL_HEADERS, timeout=30)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_fault_plan"

@@ -86,9 +86,10 @@ def test_compare_and_liquidation_files(emu: EmulatorProcess, merchant: Merchant)
             {"start_date": "20240501", "end_date": "20240501"},
             "File download failed:Finish date not ahead of today",
         ),
-        ({"start_date": "2024-04-01", "end_date": "20240402"}, "Date format incorrect YYYYMMDD"),
-        ({"start_date": "20240231", "end_date": "20240302"}, "Date format incorrect YYYYMMDD"),
-        ({}, "Date format incorrect YYYYMMDD"),
+        # Recorded against the real gateway for a missing or invalid date (an independent SDK's README).
+        ({"start_date": "2024-04-01", "end_date": "20240402"}, "File download failed:Illegal Date period!"),
+        ({"start_date": "20240231", "end_date": "20240302"}, "File download failed:Illegal Date period!"),
+        ({}, "File download failed:Illegal Date period!"),
     ],
 )
 def test_file_errors(emu: EmulatorProcess, merchant: Merchant, params: dict, message: str) -> None:

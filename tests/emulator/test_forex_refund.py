@@ -62,12 +62,30 @@ def test_more_than_paid_in_one_go(merchant: Merchant) -> None:
     assert _refunded(merchant, out_trade_no) == "0.00"
 
 
-def test_exact_repeat_answers_the_original_result_and_refunds_once(merchant: Merchant) -> None:
+def test_exact_repeat_answers_the_documented_repeated_refundment_request_and_refunds_once(
+    merchant: Merchant,
+) -> None:
     out_trade_no = merchant.paid_online_trade("50.00")
     params = _refund(merchant, out_trade_no, "20.00")
     assert merchant.xml(REFUND, params).is_success
-    assert merchant.xml(REFUND, params).is_success
-    assert merchant.xml(REFUND, {**params, "gmt_return": "2024-05-01 12:00:05"}).is_success
+    assert merchant.error(REFUND, params) == "REPEATED_REFUNDMENT_REQUEST"
+    assert _refunded(merchant, out_trade_no) == "20.00"
+
+
+def test_exact_repeat_answers_the_original_result_under_the_knob_and_refunds_once(merchant: Merchant) -> None:
+    out_trade_no = merchant.paid_online_trade("50.00")
+    params = _refund(merchant, out_trade_no, "20.00")
+    assert (
+        merchant.emu.control("config", {"repeat_refund_answer": "original_result"})["repeat_refund_answer"]
+        == "original_result"
+    )
+    try:
+        assert merchant.xml(REFUND, params).is_success
+        assert merchant.xml(REFUND, params).is_success
+        assert merchant.xml(REFUND, {**params, "gmt_return": "2024-05-01 12:00:05"}).is_success
+        assert merchant.error(REFUND, {**params, "return_amount": "10.00"}) == "REPEATED_REFUNDMENT_REQUEST"
+    finally:
+        merchant.emu.control("config", {"repeat_refund_answer": "repeated_refundment_request"})
     assert _refunded(merchant, out_trade_no) == "20.00"
 
 

@@ -7,8 +7,10 @@ from urllib.parse import urlencode
 import pytest
 from django.core.checks import run_checks
 from django.test import Client
+from django.utils.crypto import get_random_string
 
 from django_alipay.emulator import api
+from django_alipay.emulator.conf import control_token
 from django_alipay.emulator.partners import PartnerError
 
 from .conftest import BARCODE, Receiver, new_id
@@ -45,13 +47,18 @@ def test_refuses_to_serve_without_debug_unless_allowed(client: Client, settings,
     assert parse_envelope(response.content).error == "ILLEGAL_SERVICE"
 
 
-def test_system_check_says_why_it_refuses(settings) -> None:
+def test_system_check_says_why_it_refuses(settings, db) -> None:
     settings.DEBUG = False
     settings.ALIPAY_EMULATOR_ALLOW = False
     (warning,) = [m for m in run_checks() if m.id == "django_alipay_emulator.W001"]
     assert "DEBUG is False" in warning.msg
     assert "ALIPAY_EMULATOR_ALLOW = True" in warning.hint
     settings.ALIPAY_EMULATOR_ALLOW = True
+    settings.ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = False
+    (error,) = [m for m in run_checks() if m.id.startswith("django_alipay_emulator")]
+    assert (error.id, error.is_serious()) == ("django_alipay_emulator.E001", True)
+    assert "ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = True" in error.hint
+    settings.ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = True
     assert not [m for m in run_checks() if m.id.startswith("django_alipay_emulator")]
     deploy = [m.id for m in run_checks(include_deployment_checks=True)]
     assert "django_alipay_emulator.W002" in deploy
@@ -95,16 +102,25 @@ def test_payment_through_the_mounted_urls_and_the_python_api(mounted, receiver: 
     assert api.deliver_due_notifications() == []
 
 
-def test_control_endpoints_need_no_csrf_token_when_mounted(mounted) -> None:
+def test_control_posts_need_the_control_token_or_a_browser_forms_csrf_token(mounted) -> None:
     client = Client(enforce_csrf_checks=True)
+    url = "/emulator/control/partners"
+    partner = {"partner": "2088000011113333", "md5_key": "k" * 32}
+    assert client.post(url, partner, content_type="application/json").status_code == 403
+    wrong = client.post(url, partner, content_type="application/json", headers={"X-Emulator-Token": "guess"})
+    assert (wrong.status_code, wrong.json()["error"]) == (403, "bad_control_token")
     response = client.post(
-        "/emulator/control/partners",
-        {"partner": "2088000011113333", "md5_key": "k" * 32},
-        content_type="application/json",
+        url, partner, content_type="application/json", headers={"X-Emulator-Token": control_token()}
     )
     assert response.status_code == 200
     assert response.json()["sign_types"] == ["MD5"]
     assert "md5_key" not in response.json()
+    # A page of the emulator posting a form: Django's CSRF cookie and the token the form carries.
+    secret = get_random_string(32)
+    client.cookies["csrftoken"] = secret
+    form = client.post("/emulator/control/clock", {"now": "real", "csrfmiddlewaretoken": secret})
+    assert form.status_code == 200
+    assert client.post("/emulator/control/clock", {"now": "real"}).status_code == 403
     keys = client.get("/emulator/control/keys").json()["keys"]
     assert keys["RSA"]["fingerprint"] == keys["RSA2"]["fingerprint"]
     assert keys["DSA"]["public_key_pem"].startswith("-----BEGIN PUBLIC KEY-----")

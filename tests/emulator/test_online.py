@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import pytest
 import requests
 
+from tests.conftest import CONTROL_HEADERS
+
 from .conftest import BUYER, EmulatorProcess, Merchant, Receiver, new_id
 from .signer import verify
 
@@ -135,6 +137,7 @@ def test_cancel_at_the_cashier_closes_the_trade_and_notifies(merchant: Merchant,
     paid = requests.post(
         f"{merchant.emu.base}/control/pay",
         json={"partner": merchant.partner, "out_trade_no": out_trade_no},
+        headers=CONTROL_HEADERS,
         timeout=30,
     )
     assert (paid.status_code, paid.json()["error"]) == (409, "TRADE_HAS_CLOSE")
@@ -192,7 +195,8 @@ def _page_error(response: requests.Response) -> str:
     return match.group(1)
 
 
-def test_duplicate_out_trade_no(merchant: Merchant) -> None:
+def test_duplicate_out_trade_no_when_the_gateway_resumes_an_identical_order(merchant: Merchant) -> None:
+    merchant.emu.control("config", {"duplicate_trade": "resume_identical"})
     out_trade_no, location = merchant.online_trade("5.00")
     params = {
         "out_trade_no": out_trade_no,

@@ -75,15 +75,17 @@ def test_refund_amount_is_positive_and_a_trade_is_reversed_once(trade: Trade) ->
     refund(idempotency_key="")
 
 
-def test_one_acknowledged_delivery_per_notify_id_and_duplicates_as_rows(trade: Trade) -> None:
+def test_one_applied_delivery_per_notify_id_and_duplicates_as_rows(trade: Trade) -> None:
     first = Notification.objects.create(merchant=trade.merchant, notify_id="n-1", outcome="processed")
     Notification.objects.create(
         merchant=trade.merchant, notify_id="n-1", outcome="duplicate", duplicate_of=first
     )
     Notification.objects.create(merchant=trade.merchant, notify_id="n-1", outcome="rejected")
-    for outcome in ("processed", "ignored"):
-        with pytest.raises(IntegrityError), transaction.atomic():
-            Notification.objects.create(merchant=trade.merchant, notify_id="n-1", outcome=outcome)
+    # Deliveries that were not applied never block another one, ignored ones included.
+    Notification.objects.create(merchant=trade.merchant, notify_id="n-1", outcome="ignored")
+    Notification.objects.create(merchant=trade.merchant, notify_id="n-1", outcome="ignored")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Notification.objects.create(merchant=trade.merchant, notify_id="n-1", outcome="processed")
     Notification.objects.create(merchant=trade.merchant, notify_id="", outcome="processed")
     Notification.objects.create(merchant=trade.merchant, notify_id="", outcome="processed")
 

@@ -6,13 +6,12 @@ import io
 from collections.abc import Callable
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import dsa
 from django.core.management import CommandError, call_command
 
 from django_alipay.exceptions import AlipayConfigurationError
 from django_alipay.models import Merchant
 from django_alipay.models.merchant import split_public_keys
-from django_alipay.protocol import keys
+from django_alipay.protocol import dsa, keys
 
 pytestmark = pytest.mark.django_db
 

@@ -64,6 +64,7 @@ ROOT_URLCONF = "shop_urls"
 STATIC_URL = "/static/"
 ALIPAY = {"FERNET_KEYS": ["Pfb9ofqBIaATt0WUh3VQZz7Wk7q2n2aBoXCvtp0Jm8Q="]}
 ALIPAY_EMULATOR_ALLOW = True
+ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = True
 """
 
 SHOP_URLS = """
@@ -198,9 +199,12 @@ def test_migrate_check_and_no_missing_migrations(shop: FreshEnv) -> None:
     }
 
 
-def test_the_standalone_emulator_runs_from_the_wheel(shop: FreshEnv) -> None:
+def test_the_standalone_emulator_runs_from_the_wheel(shop: FreshEnv, tmp_path: Path) -> None:
     command = [str(shop.python), "-m", "django_alipay.emulator", "--port", "0", "--quiet"]
-    process = subprocess.Popen(command, cwd=shop.work, env=shop.environ(), stdout=subprocess.PIPE, text=True)
+    errors = (tmp_path / "emulator-stderr.txt").open("w+")
+    process = subprocess.Popen(
+        command, cwd=shop.work, env=shop.environ(), stdout=subprocess.PIPE, stderr=errors, text=True
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()], daemon=True).start()
     try:
@@ -213,7 +217,14 @@ def test_the_standalone_emulator_runs_from_the_wheel(shop: FreshEnv) -> None:
             assert set(json.load(answer)["keys"]) == {"RSA", "RSA2", "DSA"}
     finally:
         process.terminate()
-        assert process.wait(timeout=30) == 0
+        code = process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+        errors.seek(0)
+        stderr = errors.read()
+        errors.close()
+    assert code == 0
+    assert "Warning" not in stderr, stderr[-4000:]  # e.g. a dependency's deprecation, printed at start
 
 
 def test_the_pytest_plugin_runs_from_the_wheel(shop: FreshEnv, tmp_path: Path) -> None:
@@ -233,3 +244,136 @@ def test_the_pytest_plugin_runs_from_the_wheel(shop: FreshEnv, tmp_path: Path) -
     )
 
     assert "2 passed" in output
+
+
+def test_pip_check_finds_every_requirement_of_the_fresh_install(shop: FreshEnv) -> None:
+    assert "No broken requirements found." in shop.run(shop.python, "-m", "pip", "check")
+
+
+# Imports every part a shop touches and runs the system checks with warnings as errors: a warning from this
+# package (or one it causes in a dependency) fails the command.
+NO_WARNINGS = r"""
+import django
+django.setup()
+import django_alipay.protocol.keys, django_alipay.protocol.signing, django_alipay.emulator.server
+import django_alipay.tasks, django_alipay.api.views, django_alipay.admin
+from django.core.management import call_command
+from django_alipay.protocol import keys, signing
+key = keys.generate_private_key("DSA")
+params = {"service": "test"}
+assert signing.verify(dict(params, sign=signing.sign(params, sign_type="DSA", key=key), sign_type="DSA"),
+                      key=keys.public_key_pem(key))
+call_command("check", "--fail-level", "WARNING")
+print("no warnings")
+"""
+
+
+def test_import_check_and_dsa_print_no_warning(shop: FreshEnv) -> None:
+    (shop.work / "no_warnings.py").write_text(NO_WARNINGS)
+    done = subprocess.run(
+        [str(shop.python), "-W", "error", "no_warnings.py"],
+        cwd=shop.work,
+        env=shop.environ(DJANGO_SETTINGS_MODULE="shop_settings"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.strip().endswith("no warnings")
+    assert "Warning" not in done.stderr, done.stderr[-4000:]
+
+
+WORKER_SETTINGS = """
+import os
+
+from shop_settings import *  # noqa: F403
+from shop_settings import ALIPAY as SHOP_ALIPAY, DATABASES as SHOP_DATABASES
+
+DATABASES = {"default": {**SHOP_DATABASES["default"], "NAME": os.environ["SHOP_DATABASE"],
+                         "OPTIONS": {"timeout": 30}}}
+ALIPAY = {**SHOP_ALIPAY, "CELERY_ENABLED": True}
+CELERY_BROKER_URL = os.environ["REDIS_URL"]
+"""
+
+# The queues docs/celery.md tells a shop's worker to consume.
+WORKER_OPTIONS = ("-Q", "celery,alipay,alipay_refunds", "--pool", "solo", "--loglevel", "INFO")
+
+WORKER_APP = """
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "worker_settings")
+app = Celery("shop")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+"""
+
+# Pays a trade at a standalone emulator from the wheel, asks for a refund (sent to Redis on commit) and
+# waits for the worker to settle it; prints the refund's final status.
+REFUND_THROUGH_WORKER = r"""
+import json, time
+from decimal import Decimal
+
+import django
+django.setup()
+import shop_celery  # what a project's __init__.py does: the Celery app in use, configured from settings
+from django_alipay.domain import refunds, trades
+from django_alipay.testing import EmulatorProcess
+
+with EmulatorProcess() as emulator:
+    merchant = emulator.merchant()
+    start = trades.create_trade(merchant, out_trade_no="WHEEL-1", amount="25.00", subject="A wheel")
+    emulator.pay(url=start.url)
+    trade = merchant.trades.get(out_trade_no="WHEEL-1")
+    trades.sync_trade(trade)
+    trade.refresh_from_db()
+    refund = refunds.request_refund(trade, Decimal("10.00"), reason="worker from the wheel")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        refund.refresh_from_db()
+        if refund.status in ("succeeded", "failed", "unknown"):
+            break
+        time.sleep(0.5)
+    calls = emulator.calls("forex_refund")
+    print(json.dumps({"paid": trade.is_paid, "refund": refund.status, "calls": len(calls)}))
+"""
+
+
+def test_a_worker_from_the_wheel_starts_on_redis_and_sends_a_refund(shop: FreshEnv, tmp_path: Path) -> None:
+    import os
+
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        pytest.fail("REDIS_URL is not set: run the suite through scripts/with-services", pytrace=False)
+    (shop.work / "worker_settings.py").write_text(WORKER_SETTINGS)
+    (shop.work / "shop_celery.py").write_text(WORKER_APP)
+    (shop.work / "refund_through_worker.py").write_text(REFUND_THROUGH_WORKER)
+    database = tmp_path / "worker-shop.sqlite3"
+    environ = {
+        "DJANGO_SETTINGS_MODULE": "worker_settings",
+        "SHOP_DATABASE": str(database),
+        "REDIS_URL": redis_url,
+    }
+    shop.run(shop.tool("django-admin"), "migrate", "--noinput", **environ)
+    log = tmp_path / "worker.log"
+    with log.open("w") as output:
+        worker = subprocess.Popen(
+            [str(shop.tool("celery")), "-A", "shop_celery", "worker", *WORKER_OPTIONS],
+            cwd=shop.work,
+            env=shop.environ(**environ),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            result = json.loads(
+                shop.run(shop.python, "refund_through_worker.py", timeout=300, **environ).splitlines()[-1]
+            )
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    text = log.read_text()
+    assert "ModuleNotFoundError" not in text, text[-4000:]
+    assert "DeprecationWarning" not in text, text[-4000:]
+    assert result == {"paid": True, "refund": "succeeded", "calls": 1}, text[-4000:]

@@ -10,15 +10,19 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
+from django.conf import settings
+from django.utils import timezone
 
-from django_alipay.domain import trades
+from django_alipay.domain import refunds, trades
 from django_alipay.enums import RefundStatus
-from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.models import Merchant, Refund, RefundSlot, Trade
+from tests.conftest import CONTROL_HEADERS
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "alipay,alipay_refunds"
@@ -71,7 +75,9 @@ class Emulator:
         self._log.close()
 
     def post(self, path: str, data: Mapping[str, Any] | None = None) -> Any:
-        response = requests.post(self.base + "control/" + path, json=dict(data or {}), timeout=10)
+        response = requests.post(
+            self.base + "control/" + path, json=dict(data or {}), headers=CONTROL_HEADERS, timeout=10
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -191,6 +197,7 @@ class Workers:
         pool: str = "prefork",
         concurrency: int = 2,
         beat_every: float = 300,
+        sweep_every: float = 300,
         kind: type[Worker] = Worker,
     ) -> Worker:
         env = dict(os.environ)
@@ -201,6 +208,7 @@ class Workers:
             ALIPAY_TEST_TASK_ANNOTATIONS=json.dumps(dict(annotations or {})),
             ALIPAY_TEST_VISIBILITY_TIMEOUT=str(visibility_timeout),
             ALIPAY_TEST_BEAT_EVERY=str(beat_every),
+            ALIPAY_TEST_SWEEP_EVERY=str(sweep_every),
             REDIS_URL=self.redis_url,
             PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
         )
@@ -215,6 +223,49 @@ class Workers:
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.name} ---\n{w.text()[-6000:]}" for w in self.started)
+
+
+def answered_just_now(merchant: Merchant) -> None:
+    """A refund call of the merchant's partner answered just now: the next one must wait the spacing."""
+    spacing = float(settings.ALIPAY.get("REFUND_SPACING", 3)) + refunds.SPACING_MARGIN
+    RefundSlot.objects.update_or_create(
+        partner=merchant.partner,
+        defaults={"next_call_at": timezone.now() + timedelta(seconds=spacing), "in_flight_until": None},
+    )
+
+
+class RedisServer:
+    """A Redis of one test, without persistence, on a port of its own: it can be stopped and started again."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for(self._answers, timeout=20, what="redis-server to answer", every=0.1)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with redis.Redis.from_url(self.url, socket_connect_timeout=1) as client:
+                return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        """Stop it the way a restart does; without persistence, every queued message is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
 
 
 def order_number() -> str:

@@ -9,13 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from django_alipay.domain import reconciliation, refunds
 from django_alipay.domain.errors import RefundSpacingNotReached
 from django_alipay.enums import RefundStatus
-from django_alipay.models import Merchant, Refund, Trade
+from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 from django_alipay.protocol.clock import BEIJING
 from tests.domain.fakegateway import FakeGateway, Reply
 
@@ -37,7 +38,11 @@ def held(settings: Any) -> list[int]:
 
 
 def stamp(merchant: Merchant, when: datetime) -> None:
-    Merchant.objects.filter(pk=merchant.pk).update(last_refund_sent_at=when)
+    """A refund call of the merchant's partner answered at ``when``: the next may go the spacing later."""
+    spacing = float(django_settings.ALIPAY.get("REFUND_SPACING", 3)) + refunds.SPACING_MARGIN
+    RefundSlot.objects.update_or_create(
+        partner=merchant.partner, defaults={"next_call_at": when + timedelta(seconds=spacing)}
+    )
 
 
 def test_a_caller_that_will_not_wait_is_told_how_long_and_nothing_changes(
@@ -75,7 +80,7 @@ def test_resolving_also_keeps_the_spacing(
     assert len(gateway.called("forex_refund")) == 1
 
 
-def test_a_caller_waiting_for_its_turn_does_not_hold_the_merchant_row_locked(
+def test_a_caller_waiting_for_its_turn_does_not_hold_the_slot_row_locked(
     postgresql: None,
     held: list[int],
     settings: Any,
@@ -99,11 +104,11 @@ def test_a_caller_waiting_for_its_turn_does_not_hold_the_merchant_row_locked(
     sender = threading.Thread(target=send)
     sender.start()
     try:
-        # While the sender waits for its slot, anyone may lock the merchant row at once (NOWAIT).
+        # While the sender waits for its slot, anyone may lock the partner's slot row at once (NOWAIT).
         for _ in range(5):
             threading.Event().wait(0.15)
             with transaction.atomic():
-                Merchant.objects.select_for_update(nowait=True).get(pk=merchant.pk)
+                RefundSlot.objects.select_for_update(nowait=True).get(partner=merchant.partner)
         assert outcome == [], "the refund went out before its turn"
     finally:
         sender.join(timeout=30)
@@ -119,7 +124,9 @@ def test_a_stamp_in_the_future_does_not_block_the_merchant(
     stamp(merchant, timezone.now() + timedelta(hours=1))
     refund = refunds.submit(refunds.request_refund(make_trade(), Decimal("5.00")).pk, wait=False)
     assert refund.status == RefundStatus.SUCCEEDED
-    assert Merchant.objects.get(pk=merchant.pk).last_refund_sent_at < timezone.now() + timedelta(minutes=1)
+    slot = RefundSlot.objects.get(partner=merchant.partner)
+    assert slot.next_call_at is not None
+    assert slot.next_call_at < timezone.now() + timedelta(minutes=1)
 
 
 def test_a_claimed_refund_without_an_answer_is_in_flight_until_the_deadline_has_passed(
@@ -205,3 +212,109 @@ def test_reconcile_can_run_either_half_and_lists_what_it_changed(
     )
     assert only_refunds.refunds_settled == 1
     assert only_refunds.ok
+
+
+def test_two_merchant_rows_of_one_alipay_partner_share_its_refund_spacing(
+    held: list[int],
+    settings: Any,
+    merchant: Merchant,
+    make_merchant: Callable[..., Merchant],
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    # Alipay spaces the refunds of a partner, however many rows (environments, keys) the shop keeps for it.
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
+    twin = make_merchant(partner=merchant.partner, environment="sandbox", gateway_url=gateway.url)
+    first = refunds.submit(refunds.request_refund(make_trade(), Decimal("5.00")).pk, wait=False)
+    assert first.status == RefundStatus.SUCCEEDED
+    other = refunds.request_refund(make_trade(merchant=twin, out_trade_no="TWIN-1"), Decimal("5.00"))
+
+    with pytest.raises(RefundSpacingNotReached) as caught:
+        refunds.submit(other.pk, wait=False)
+
+    assert 2.5 < caught.value.retry_after <= 3 + refunds.SPACING_MARGIN
+    other.refresh_from_db()
+    assert (other.status, other.attempts) == (RefundStatus.REQUESTED, 0)
+    assert len(gateway.called("forex_refund")) == 1
+
+
+def test_the_spacing_counts_from_when_the_previous_call_answered_not_from_when_it_started(
+    postgresql: None,
+    held: list[int],
+    settings: Any,
+    merchant: Merchant,
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 0.2}
+    gap = 0.2 + refunds.SPACING_MARGIN
+    answer = threading.Event()
+
+    def slow(params: dict[str, str]) -> Reply:
+        answer.wait(timeout=20)  # the gateway holds the first call until the test lets it answer
+        return gateway.accepted()
+
+    gateway.once("forex_refund", slow)
+    first = refunds.request_refund(make_trade(), Decimal("5.00"))
+    second = refunds.request_refund(make_trade(out_trade_no="SECOND-1"), Decimal("5.00"))
+    outcome: list[Any] = []
+
+    def send() -> None:
+        try:
+            outcome.append(refunds.submit(first.pk).status)
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        wait = threading.Event()
+        for _ in range(200):
+            if gateway.called("forex_refund"):
+                break
+            wait.wait(0.05)
+        assert len(gateway.called("forex_refund")) == 1
+        wait.wait(3 * gap)  # long past the spacing counted from the first call's start
+        with pytest.raises(RefundSpacingNotReached) as caught:
+            refunds.submit(second.pk, wait=False)  # the first has not answered: not yet
+        assert 0 < caught.value.retry_after <= gap
+    finally:
+        answer.set()
+        sender.join(timeout=30)
+    assert outcome == [RefundStatus.SUCCEEDED]
+
+    with pytest.raises(RefundSpacingNotReached) as caught:
+        refunds.submit(second.pk, wait=False)  # it answered just now: a whole gap from now
+    assert 0 < caught.value.retry_after <= gap
+    assert refunds.submit(second.pk).status == RefundStatus.SUCCEEDED  # waits its turn
+    first_call, second_call = gateway.called("forex_refund")
+    assert second_call.at - first_call.at > 4 * gap
+    assert len({first_call.params["out_return_no"], second_call.params["out_return_no"]}) == 2
+
+
+def test_a_call_that_never_answered_holds_its_partner_until_it_can_no_longer_be_under_way(
+    held: list[int], settings: Any, merchant: Merchant, make_trade: Callable[..., Trade], gateway: FakeGateway
+) -> None:
+    # A worker took the turn and died mid-call: nobody releases it; its deadline (the client's total
+    # timeout, plus slack) and then the spacing must pass before the partner's next call.
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3, "HTTP_TOTAL_TIMEOUT": 10}
+    refund = refunds.request_refund(make_trade(), Decimal("5.00"))
+    until = timezone.now() + timedelta(seconds=8)
+    RefundSlot.objects.create(partner=merchant.partner, in_flight_until=until, claim="dead-worker")
+
+    with pytest.raises(RefundSpacingNotReached) as caught:
+        refunds.submit(refund.pk, wait=False)
+    assert 0 < caught.value.retry_after <= 3 + refunds.SPACING_MARGIN  # it may answer any moment
+
+    RefundSlot.objects.filter(partner=merchant.partner).update(
+        in_flight_until=timezone.now() - timedelta(seconds=1)
+    )
+    with pytest.raises(RefundSpacingNotReached) as caught:
+        refunds.submit(refund.pk, wait=False)  # it timed out a second ago: the gap runs from there
+    assert 1.5 < caught.value.retry_after <= 2 + refunds.SPACING_MARGIN
+
+    RefundSlot.objects.filter(partner=merchant.partner).update(
+        in_flight_until=timezone.now() - timedelta(seconds=4)
+    )
+    assert refunds.submit(refund.pk, wait=False).status == RefundStatus.SUCCEEDED
+    assert len(gateway.called("forex_refund")) == 1

@@ -21,6 +21,7 @@ from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Refund, Trade
 from tests.conftest import TEST_MD5_KEY
 from tests.domain.fakegateway import FakeGateway
+from tests.tasks.support import answered_just_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,7 +81,7 @@ def test_a_retry_waiting_for_the_spacing_is_a_message_with_the_id_only(
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": lambda refund_id: None, "REFUND_SPACING": 3}
     trade = make_trade()
     refund = refunds.request_refund(trade, Decimal("1.00"))
-    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=timezone.now())
+    answered_just_now(trade.merchant)
 
     task = tasks.submit_refund._get_current_object()
     task.push_request(

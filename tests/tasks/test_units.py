@@ -17,18 +17,18 @@ from urllib.parse import urlencode
 import pytest
 from celery import Celery
 from celery.exceptions import Retry
-from django.utils import timezone
+from django.db import OperationalError, connection
 
 from django_alipay import schedule, tasks
 from django_alipay.domain import clock as domain_clock
-from django_alipay.domain import notifications, refunds
+from django_alipay.domain import notifications, reconciliation, refunds
 from django_alipay.enums import ProcessingOutcome, RefundStatus
 from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol import signing
 from django_alipay.protocol.clock import BEIJING, format_datetime
 from tests.conftest import TEST_MD5_KEY
 from tests.domain.fakegateway import FakeGateway, Reply
-from tests.tasks.support import ROOT
+from tests.tasks.support import ROOT, answered_just_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,7 +146,7 @@ def test_a_refund_that_comes_too_early_for_the_spacing_is_retried_when_its_turn_
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
     trade = make_trade()
     refund = refunds.request_refund(trade, Decimal("5.00"))
-    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=timezone.now())
+    answered_just_now(trade.merchant)
 
     run = run_task(tasks.submit_refund, refund.pk)
 
@@ -167,7 +167,7 @@ def test_with_a_queue_of_refunds_the_waits_spread_over_half_of_it(
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
     trade = make_trade()
     waiting = [refunds.request_refund(trade, Decimal("5.00")) for _ in range(5)]
-    Merchant.objects.filter(pk=trade.merchant_id).update(last_refund_sent_at=timezone.now())
+    answered_just_now(trade.merchant)
     random.seed(99)
 
     countdowns = [run_task(tasks.submit_refund, waiting[0].pk).countdown for _ in range(20)]
@@ -205,6 +205,25 @@ def test_system_errors_are_retried_with_jittered_growing_delays_up_to_a_bound(
     assert "reconciliation keeps asking" in caplog.text
     trade = Trade.objects.get(pk=refund.trade_id)
     assert trade.refund_pending_amount == Decimal("5.00")  # still reserved: never released on a guess
+
+
+def test_a_resend_answered_repeated_refundment_request_ends_the_task_without_more_calls(
+    run_task: Callable[..., Run],
+    held: list[int],
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    # The answer is lost; the resend proves the request arrived and nothing more: its file will settle it.
+    gateway.once("forex_refund", lambda params: Reply(b"", status=504))
+    gateway.on("forex_refund", lambda params: gateway.refused("REPEATED_REFUNDMENT_REQUEST"))
+    refund = refunds.request_refund(make_trade(), Decimal("5.00"))
+    runs = [run_task(tasks.submit_refund, refund.pk, retries=retries) for retries in range(4)]
+
+    assert len(gateway.called("forex_refund")) == 2
+    assert [run.countdown is None for run in runs[1:]] == [True, True, True]
+    refund.refresh_from_db()
+    assert (refund.status, refund.error_code) == (RefundStatus.UNKNOWN, "REPEATED_REFUNDMENT_REQUEST")
+    assert not reconciliation.pending_refunds(age=0).filter(pk=refund.pk).exists()
 
 
 def test_an_unreachable_gateway_leaves_the_refund_requested_and_retries(
@@ -403,15 +422,112 @@ def test_reconcile_unknown_refunds_hands_them_to_the_refund_task(
     assert sent == [unknown.gateway_refund_id] * 2
 
 
+def test_the_sweep_hands_only_refunds_that_no_task_is_sending_to_their_task_once(
+    eager_celery: Celery,
+    fixed_clock: Callable[[datetime], Any],
+    settings: Any,
+    held: list[int],
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "STRANDED_REFUND_AFTER": 30, "HTTP_TOTAL_TIMEOUT": 10}
+    trade = make_trade()
+    lost = refunds.request_refund(trade, Decimal("1.00"))  # its dispatch went nowhere: no task is due
+    queued = refunds.request_refund(trade, Decimal("2.00"))
+    claimed = refunds.request_refund(trade, Decimal("3.00"))
+    waiting = refunds.request_refund(trade, Decimal("4.00"))
+    refunds.expect_task(queued.pk, 0)  # a message was queued for it just now
+    refunds.expect_task(waiting.pk, 45)  # its task retries in 45 s (waiting for the spacing, say)
+    # A worker claimed this one and died mid-call: no answer was recorded.
+    request = refunds._build_request(claimed, trade, NOW)
+    Refund.objects.filter(pk=claimed.pk).update(
+        status=RefundStatus.SUBMITTED, request_params=request, submitted_at=NOW, attempts=1
+    )
+
+    fixed_clock(NOW + timedelta(seconds=29))
+    assert tasks.sweep_stranded_refunds.delay().get() == {"refunds_enqueued": 0}  # nothing is late yet
+    assert gateway.called("forex_refund") == []
+
+    fixed_clock(NOW + timedelta(seconds=31))
+    assert tasks.sweep_stranded_refunds.delay().get() == {"refunds_enqueued": 2}
+    sent = [call.params["out_return_no"] for call in gateway.called("forex_refund")]
+    # The requested ones whose task is late; not the claimed one before its call can have ended.
+    assert sorted(sent) == sorted([lost.gateway_refund_id, queued.gateway_refund_id])
+
+    fixed_clock(NOW + timedelta(seconds=10 + refunds.IN_FLIGHT_SLACK + 31))
+    assert tasks.sweep_stranded_refunds.delay().get() == {"refunds_enqueued": 1}
+    sent = [call.params["out_return_no"] for call in gateway.called("forex_refund")]
+    assert sent[2:] == [claimed.gateway_refund_id]  # the claimed one, resent under its own id
+
+    fixed_clock(NOW + timedelta(seconds=45 + 31))
+    assert tasks.sweep_stranded_refunds.delay().get() == {"refunds_enqueued": 1}  # its retry was lost
+    assert tasks.sweep_stranded_refunds.delay().get() == {"refunds_enqueued": 0}  # all settled now
+    assert len(gateway.called("forex_refund")) == 4
+    assert {r.status for r in Refund.objects.all()} == {RefundStatus.SUCCEEDED}
+
+
+def test_a_refund_task_that_retries_says_when_it_is_due_and_the_sweep_leaves_it_alone(
+    run_task: Callable[..., Run],
+    held: list[int],
+    settings: Any,
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
+    trade = make_trade()
+    refund = refunds.request_refund(trade, Decimal("5.00"))
+    answered_just_now(trade.merchant)
+
+    run = run_task(tasks.submit_refund, refund.pk)
+
+    assert run.countdown is not None
+    refund.refresh_from_db()
+    assert refund.task_due_at is not None
+    assert abs((refund.task_due_at - NOW).total_seconds() - run.countdown) < 0.01
+    assert refund.awaits_sweep is False
+
+
+def test_a_database_error_mid_send_still_schedules_the_retry_though_its_due_time_cannot_be_noted(
+    run_task: Callable[..., Run],
+    held: list[int],
+    settings: Any,
+    make_trade: Callable[..., Trade],
+    gateway: FakeGateway,
+) -> None:
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
+    refund = refunds.request_refund(make_trade(), Decimal("5.00"))
+
+    def database_failing(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        # The database goes away once the task has read its refund: the slot and the due time both fail.
+        if "refundslot" in sql or (sql.startswith("UPDATE") and "task_due_at" in sql):
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(database_failing):
+        run = run_task(tasks.submit_refund, refund.pk)
+
+    assert run.countdown is not None  # retried later, not lost
+    refund.refresh_from_db()
+    assert (refund.status, refund.attempts, refund.task_due_at) == (RefundStatus.REQUESTED, 0, None)
+    assert gateway.called("forex_refund") == []
+
+
 # --- the schedule and routing -------------------------------------------------------------------------------
 
 
-def test_the_beat_schedule_runs_both_reconciliations_and_expires_stale_runs() -> None:
+def test_the_beat_schedule_runs_the_reconciliations_the_file_settlement_and_the_sweep() -> None:
     entries = schedule.beat_schedule(trades_every=600, refunds_every=timedelta(minutes=2))
     assert {name: entry["task"] for name, entry in entries.items()} == {
         "django_alipay.tasks.reconcile_open_trades": "django_alipay.tasks.reconcile_open_trades",
         "django_alipay.tasks.reconcile_unknown_refunds": "django_alipay.tasks.reconcile_unknown_refunds",
+        "django_alipay.tasks.settle_refunds_from_files": "django_alipay.tasks.settle_refunds_from_files",
+        "django_alipay.tasks.sweep_stranded_refunds": "django_alipay.tasks.sweep_stranded_refunds",
     }
+    # Stranded refunds are looked for often: one lost with its message goes out within about a minute.
+    sweep = entries["django_alipay.tasks.sweep_stranded_refunds"]
+    assert (sweep["schedule"], sweep["options"]) == (timedelta(seconds=15), {"expires": 15.0})
+    files_entry = entries["django_alipay.tasks.settle_refunds_from_files"]
+    assert (files_entry["schedule"], files_entry["options"]) == (timedelta(hours=1), {"expires": 3600.0})
     trades_entry = entries["django_alipay.tasks.reconcile_open_trades"]
     assert (trades_entry["schedule"], trades_entry["options"]) == (timedelta(minutes=10), {"expires": 600.0})
     refunds_entry = entries["django_alipay.tasks.reconcile_unknown_refunds"]

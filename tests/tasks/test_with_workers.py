@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import itertools
 import random
+import socket
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from celery import Celery
+from celery import current_app as celery_current_app
 
 from django_alipay import schedule, tasks
 from django_alipay.domain import reconciliation, refunds, trades
@@ -24,6 +28,8 @@ from django_alipay.models import Merchant, Refund, Trade
 from tests.tasks.support import (
     Beat,
     Emulator,
+    RedisServer,
+    Worker,
     Workers,
     all_settled,
     call_times,
@@ -150,6 +156,38 @@ def test_two_workers_keep_three_seconds_between_the_refunds_of_one_partner(
     assert "retry: Retry in" in first.text() + second.text()
 
 
+def test_after_a_slow_gateway_answer_two_workers_still_keep_three_seconds_at_the_gateway(
+    workers: Workers,
+    shop: Merchant,
+    make_merchant: Callable[..., Merchant],
+    fresh_emulator: Emulator,
+    celery_dispatch: Celery,
+) -> None:
+    # Two Merchant rows of one Alipay partner (say, one per environment): Alipay spaces them as one.
+    twin = make_merchant(partner=shop.partner, environment="sandbox", gateway_url=fresh_emulator.gateway)
+    trades_ = [paid_trade(shop, fresh_emulator), paid_trade(twin, fresh_emulator)]
+    fresh_emulator.post("config", {"refund_interval": 3})  # refuses a refund < 3 s after the previous one
+    # The first two refund calls take 2.5 s each before the gateway takes them in; the rest are quick. A gap
+    # counted from a call's start would let the quick one that follows a slow one in too early.
+    fresh_emulator.post("faults", {"services": {"forex_refund": {"latency": 2.5, "limit": 2}}})
+    alipay = {"REFUND_SPACING": 3}
+    workers.make("one", alipay=alipay, concurrency=2).start()
+    workers.make("two", alipay=alipay, concurrency=2).start()
+
+    ids = [refunds.request_refund(trades_[n % 2], Decimal("5.00")).pk for n in range(6)]
+    wait_for(lambda: all_settled(ids), timeout=180, what="six spaced refunds", every=0.5)
+
+    made = Refund.objects.filter(pk__in=ids)
+    assert all(refund_made(refund) for refund in made), [(r.status, r.error_code) for r in made]
+    calls = fresh_emulator.refund_calls(shop.partner)
+    assert len(calls) == 6, [(c["outcome"], c["note"]) for c in calls]
+    assert all(call["outcome"] == "T" for call in calls), [c["note"] for c in calls]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(call_times(calls))]
+    assert min(gaps) >= 3.0, gaps
+    for trade in trades_:
+        assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "15.00"
+
+
 def test_reconciliation_settles_every_trade_whose_notifications_were_dropped(
     workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_app: Celery, settings: Any
 ) -> None:
@@ -268,3 +306,111 @@ def test_refunds_left_requested_or_unknown_are_sent_again_by_the_periodic_task(
         [unknown.gateway_refund_id, unknown.gateway_refund_id, lost.gateway_refund_id]
     )
     assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "10.00"  # 6.00 made once, not twice
+
+
+def test_refunds_whose_messages_were_lost_go_out_within_a_minute_once_and_only_once(
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_dispatch: Celery, settings: Any
+) -> None:
+    trade = paid_trade(shop, fresh_emulator)
+    alipay = {"REFUND_SPACING": 8, "STRANDED_REFUND_AFTER": 5}
+    holder = workers.make("holder", alipay=alipay, concurrency=1).start()
+    first = refunds.request_refund(trade, Decimal("1.00"))
+    second = refunds.request_refund(trade, Decimal("2.00"))
+    # The first goes out; the second waits for the spacing in a countdown retry the worker holds.
+    wait_for(lambda: all_settled([first.pk]), timeout=30, what="the first refund")
+    wait_for(lambda: "retry: Retry in" in holder.text(), timeout=30, what="the second refund to wait")
+    holder.kill()  # the held retry dies with the worker (Redis gives it back only after an hour)
+    # And a third refund whose hand-over to the broker is lost.
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": lambda refund_id: None}
+    third = refunds.request_refund(trade, Decimal("3.00"))
+    failed_at = time.monotonic()
+
+    # The database says what is left to send: the sweeper, on beat every 2 s here, hands it out again.
+    worker = workers.make("rescuer", alipay=alipay, concurrency=2).start()
+    workers.make("beat", kind=Beat, alipay=alipay, sweep_every=2).start()
+    wait_for(lambda: all_settled([second.pk, third.pk]), timeout=60, what="the stranded refunds", every=0.5)
+    assert time.monotonic() - failed_at < 60
+
+    for refund in (first, second, third):
+        refund.refresh_from_db()
+        assert refund_made(refund), (refund.status, refund.error_code)
+        assert refund.attempts == 1
+    calls = fresh_emulator.refund_calls(shop.partner)
+    assert sorted(c["params"]["out_return_no"] for c in calls) == sorted(
+        r.gateway_refund_id for r in (first, second, third)
+    )  # one call each: nothing sent twice
+    assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "6.00"
+    assert "had no task sending it" in worker.text()
+
+
+def running(worker: Worker, text: str, times: int = 1) -> bool:
+    """Whether ``text`` is in the worker's log ``times`` times yet; fails at once if the worker stopped."""
+    assert worker.process is not None
+    if worker.process.poll() is not None or "Unrecoverable error" in worker.text():
+        raise AssertionError(f"worker {worker.name} stopped:\n{worker.text()[-3000:]}")
+    return worker.text().count(text) >= times
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test alone, so that restarting it disturbs nothing else."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = RedisServer(tmp_path, port).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_worker_carries_on_when_redis_restarts_and_the_queued_refunds_go_out(
+    transactional_db: None,
+    tmp_path: Path,
+    own_redis: RedisServer,
+    shop: Merchant,
+    fresh_emulator: Emulator,
+    settings: Any,
+) -> None:
+    from django.db import connection
+
+    app = Celery("django_alipay_test_restart", set_as_current=False)
+    app.conf.update(broker_url=own_redis.url, task_routes=schedule.task_routes())
+    previous = celery_current_app._get_current_object()
+    app.set_current()
+    settings.ALIPAY = {**settings.ALIPAY, "CELERY_ENABLED": True}
+    restarted = Workers(tmp_path, str(connection.settings_dict["NAME"]), own_redis.url)
+    try:
+        trade = paid_trade(shop, fresh_emulator)
+        alipay = {"REFUND_SPACING": 4, "STRANDED_REFUND_AFTER": 5}
+        worker = restarted.make("survivor", alipay=alipay, concurrency=2).start()
+        beat = restarted.make("beat", kind=Beat, alipay=alipay, sweep_every=2).start()
+        before = [refunds.request_refund(trade, Decimal("1.00")).pk for _ in range(3)]
+        # The first goes out; the others wait for the spacing in retries the worker holds, unacknowledged.
+        wait_for(lambda: worker.text().count("retry: Retry in") >= 2, timeout=30, what="refunds to wait")
+
+        # Redis restarts, without persistence: every queue and unacked entry is gone, and the worker drops
+        # the retries it held; the sweeper finds them in the database and hands them out again.
+        own_redis.stop()
+        wait_for(lambda: running(worker, "Connection to broker lost"), timeout=30, what="a lost broker")
+        own_redis.start()
+        wait_for(lambda: running(worker, "Connected to redis", 2), timeout=60, what="the worker to reconnect")
+        after = [refunds.request_refund(trade, Decimal("2.00")).pk for _ in range(2)]  # queued afresh
+        wait_for(lambda: all_settled(before + after), timeout=90, what="every refund", every=0.5)
+
+        assert worker.process is not None
+        assert worker.process.poll() is None, worker.text()[-4000:]  # still running
+        assert "Unrecoverable error" not in worker.text()
+        assert beat.process is not None
+        assert beat.process.poll() is None, beat.text()[-3000:]
+        made = list(Refund.objects.filter(pk__in=before + after))
+        assert all(refund_made(refund) for refund in made), [(r.status, r.error_code) for r in made]
+        assert all(refund.attempts == 1 for refund in made)
+        calls = fresh_emulator.refund_calls(shop.partner)
+        sent = sorted(c["params"]["out_return_no"] for c in calls)
+        assert sent == sorted(r.gateway_refund_id for r in made)  # one call each: nothing sent twice
+        assert fresh_emulator.refunded(shop.partner, trade.out_trade_no) == "7.00"
+    finally:
+        restarted.stop_all()
+        previous.set_current()
+        app.close()

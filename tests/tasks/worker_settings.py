@@ -29,7 +29,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_ROUTES = schedule.task_routes()
 # The one line a shop writes; the tests run it every few seconds instead of every five minutes.
 _EVERY = float(os.environ.get("ALIPAY_TEST_BEAT_EVERY", "300"))
-CELERY_BEAT_SCHEDULE = {**schedule.beat_schedule(trades_every=_EVERY, refunds_every=_EVERY)}
+_SWEEP_EVERY = float(os.environ.get("ALIPAY_TEST_SWEEP_EVERY", "300"))
+CELERY_BEAT_SCHEDULE = {
+    **schedule.beat_schedule(trades_every=_EVERY, refunds_every=_EVERY, stranded_every=_SWEEP_EVERY)
+}
 CELERY_TASK_ANNOTATIONS = json.loads(os.environ.get("ALIPAY_TEST_TASK_ANNOTATIONS", "{}"))
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = True

@@ -7,16 +7,18 @@ dropped connection, and REVERSE at the Beijing day boundary.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from django_alipay.domain import refunds, trades
+from django_alipay.domain import refunds, settlement, trades
 from django_alipay.domain.errors import ReverseNotAllowed
 from django_alipay.enums import RefundKind, RefundStatus
-from django_alipay.models import Merchant, Notification, Trade
+from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.testing import BeijingClock, EmulatorProcess, faults, post_notification
+from django_alipay.testing.clock import standing_at
 from django_alipay.testing.faults import FaultInjector
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shop_settings")]
@@ -84,7 +86,13 @@ def test_a_refund_survives_a_dropped_connection(
 
     assert refund.status == RefundStatus.UNKNOWN  # the gateway refunded, but its answer was lost
     assert [call["fault"] for call in alipay_emulator.calls("forex_refund")] == ["drop"]
-    settled = refunds.resolve_unknown(refund)
+    asked = refunds.resolve_unknown(refund)  # the documented answer to a used out_return_no tells nothing
+    assert (asked.status, asked.error_code) == (RefundStatus.UNKNOWN, "REPEATED_REFUNDMENT_REQUEST")
+    alipay_emulator.set_clock(datetime.now(UTC) + timedelta(days=1))  # the day's transaction file exists
+    with standing_at(datetime.now(UTC) + timedelta(days=1)):
+        settlement.settle_from_files(merchant=merchant)
+    alipay_emulator.set_clock("real")
+    settled = Refund.objects.get(pk=refund.pk)
     assert settled.status == RefundStatus.SUCCEEDED
     assert settled.gateway_refund_id == refund.gateway_refund_id
     assert alipay_emulator.trades(trade.out_trade_no)[0]["refunded"] == "10.00"  # refunded once, not twice

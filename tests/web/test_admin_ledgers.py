@@ -64,7 +64,9 @@ def test_the_refund_ledger_is_read_only_and_says_what_the_gateway_said(
 ) -> None:
     client = Client()
     client.force_login(
-        make_staff("view_refund", "add_refund", "change_refund", "delete_refund", "view_trade")
+        make_staff(
+            "view_merchant", "view_refund", "add_refund", "change_refund", "delete_refund", "view_trade"
+        )
     )
     gateway.once("forex_refund", lambda p: FakeGateway.refused("RETURN_AMOUNT_EXCEED"))
     refund = refunds.request_refund(make_trade(), "10.00")
@@ -104,7 +106,7 @@ def test_asking_alipay_again_needs_the_refund_permission(
     gateway.once("forex_refund", lambda p: Reply(b"", status=502))
     unknown = refunds.request_refund(make_trade(), "10.00")
     client = Client()
-    client.force_login(make_staff("view_refund"))
+    client.force_login(make_staff("view_merchant", "view_refund"))
     assert 'value="ask_alipay_again"' not in client.get(REFUNDS).content.decode()
     client.post(REFUNDS, {"action": "ask_alipay_again", "_selected_action": [unknown.pk], "index": "0"})
     assert Refund.objects.get(pk=unknown.pk).status == "unknown"
@@ -190,14 +192,14 @@ def test_reprocess_needs_the_sync_permission_and_a_post(
     note = early.notification
     assert note is not None
     viewer = Client()
-    viewer.force_login(make_staff("view_notification"))
+    viewer.force_login(make_staff("view_merchant", "view_notification"))
     url = reverse("admin:django_alipay_notification_reprocess", args=[note.pk])
     assert viewer.post(url).status_code == 403
     assert 'value="reprocess"' not in viewer.get(NOTIFICATIONS).content.decode()
     page = viewer.get(reverse("admin:django_alipay_notification_change", args=[note.pk])).content.decode()
     assert 'id="alipay-reprocess"' not in page
     syncer = Client()
-    syncer.force_login(make_staff("view_notification", "sync_trade"))
+    syncer.force_login(make_staff("view_merchant", "view_notification", "sync_trade"))
     assert syncer.get(url).status_code == 405
     assert Notification.objects.get(pk=note.pk).outcome == "retry"
 
@@ -209,7 +211,13 @@ def test_notifications_cannot_be_added_changed_or_deleted(
     assert note is not None
     client = Client()
     client.force_login(
-        make_staff("view_notification", "add_notification", "change_notification", "delete_notification")
+        make_staff(
+            "view_merchant",
+            "view_notification",
+            "add_notification",
+            "change_notification",
+            "delete_notification",
+        )
     )
     assert client.get(NOTIFICATIONS + "add/").status_code == 403
     assert client.get(reverse("admin:django_alipay_notification_delete", args=[note.pk])).status_code == 403
@@ -236,3 +244,23 @@ def test_the_reprocess_action_runs_outside_atomic_requests(
     assert response.status_code == 302
     assert shown(response) == [("success", f"Notification {early.pk}: Processed.")]
     assert Trade.objects.get(pk=trade.pk).status == "TRADE_FINISHED"
+
+
+def test_requests_to_an_unknown_notify_url_are_listed_for_superusers_only(
+    make_staff: Callable[..., User], merchant: Merchant
+) -> None:
+    stray = notifications.receive("no-such-token", body=b"x=1", content_type=FORM).notification
+    mine = deliver(merchant, trade_params("NOBODY")).notification
+    assert stray is not None
+    assert mine is not None
+    staff = Client()
+    staff.force_login(make_staff("view_merchant", "view_notification"))
+    listed = staff.get(NOTIFICATIONS).content.decode()
+    assert reverse("admin:django_alipay_notification_change", args=[mine.pk]) in listed
+    assert reverse("admin:django_alipay_notification_change", args=[stray.pk]) not in listed
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", password="pw-for-tests-only"))
+    assert (
+        reverse("admin:django_alipay_notification_change", args=[stray.pk])
+        in superuser.get(NOTIFICATIONS).content.decode()
+    )

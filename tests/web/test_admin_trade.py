@@ -508,7 +508,7 @@ def test_an_unreachable_gateway_during_sync_is_a_message(
 @pytest.fixture
 def viewer(make_staff: Callable[..., User]) -> Client:
     client = Client()
-    client.force_login(make_staff("view_trade", "view_refund", "view_notification"))
+    client.force_login(make_staff("view_merchant", "view_trade", "view_refund", "view_notification"))
     return client
 
 
@@ -536,7 +536,7 @@ def test_refund_and_reverse_are_separate_permissions(
     make_staff: Callable[..., User], make_trade: Callable[..., Trade]
 ) -> None:
     client = Client()
-    client.force_login(make_staff("view_trade", "reverse_trade"))
+    client.force_login(make_staff("view_merchant", "view_trade", "reverse_trade"))
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
     assert client.get(reverse_url(trade)).status_code == 200
     assert client.get(refund_url(trade)).status_code == 403

@@ -274,6 +274,17 @@ def test_n08_a_genuine_gbk_notification_is_decoded_and_processed(
     assert Trade.objects.get(pk=trade.pk).status == "TRADE_FINISHED"
 
 
+def test_the_content_type_charset_decodes_a_notification_that_names_none_in_its_fields(
+    client: Client, merchant: Merchant, unpaid: Trade, gateway: FakeGateway
+) -> None:
+    # A UTF-8 merchant, a GBK notification without _input_charset: only the Content-Type says GBK.
+    gateway.on("notify_verify", lambda p: Reply(b"true", content_type="text/plain"))
+    body = signed_body(params_for(unpaid, subject="茶壶"), key=TEST_MD5_KEY, charset="gbk")
+    assert_answer(post(client, merchant, body, content_type=FORM + "; charset=GBK"), 200, b"success")
+    assert last_notification().params["subject"] == "茶壶"
+    assert Trade.objects.get(pk=unpaid.pk).status == "TRADE_FINISHED"
+
+
 def test_n09_bytes_invalid_in_the_charset_are_kept_raw_and_refused(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
@@ -507,7 +518,7 @@ def test_n31_notify_verify_unreachable_is_503_and_alipays_retry_is_processed(
     assert Trade.objects.get(pk=unpaid.pk).status == "TRADE_FINISHED"
 
 
-@pytest.mark.parametrize("value", [None, "n" * 35])
+@pytest.mark.parametrize("value", [None, "n" * 129])
 def test_n33_notify_id_missing_or_too_long(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, value: str | None
 ) -> None:
