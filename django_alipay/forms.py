@@ -97,7 +97,9 @@ class MerchantAdminForm(forms.ModelForm):
             field.required = False
             field.strip = True  # type: ignore[attr-defined]
             field.help_text = f"{base_help[name]} {_stored_note(self.instance, name)}"
-        self.fields["notify_verify_method"].required = False
+        method = self.fields.get("notify_verify_method")
+        if method is not None:  # absent on a view-only page, like every field
+            method.required = False
 
     # --- one field at a time ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from django_alipay.domain import refunds, trades
+from django_alipay.domain import refunds, settlement, trades
+from django_alipay.domain.settlement import FileSettlementReport
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 from tests.conftest import CONTROL_HEADERS
@@ -291,6 +292,28 @@ def is_settled(refund: Refund) -> bool:
 
 def all_settled(ids: list[int]) -> bool:
     return all(is_settled(refund) for refund in Refund.objects.filter(pk__in=ids)) and bool(ids)
+
+
+def settled_or_awaiting_file(ids: list[int]) -> bool:
+    """Each refund is final, or was resent and answered REPEATED_REFUNDMENT_REQUEST (the documented answer to
+    a used out_return_no): Alipay has it, and the day's transaction file will say how it ended."""
+    found = Refund.objects.filter(pk__in=ids)
+    return bool(ids) and all(
+        is_settled(refund)
+        or (refund.status == RefundStatus.UNKNOWN and refund.error_code == "REPEATED_REFUNDMENT_REQUEST")
+        for refund in found
+    )
+
+
+def settle_from_tomorrows_file(
+    emulator: Emulator, merchant: Merchant, stand_at: Callable[[datetime], Any]
+) -> FileSettlementReport:
+    """Stand the emulator and the domain a day later, and settle refunds from the file of the day they were
+    sent (what the hourly settle_refunds_from_files does the morning after)."""
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    emulator.post("clock", {"now": tomorrow.isoformat()})
+    stand_at(tomorrow)
+    return settlement.settle_from_files(merchant=merchant)
 
 
 def refund_made(refund: Refund) -> bool:

@@ -36,6 +36,8 @@ from tests.tasks.support import (
     order_number,
     paid_trade,
     refund_made,
+    settle_from_tomorrows_file,
+    settled_or_awaiting_file,
     wait_for,
 )
 
@@ -53,7 +55,7 @@ def celery_dispatch(settings: Any, celery_app: Celery) -> Celery:
 
 
 def test_a_worker_killed_while_the_gateway_call_is_in_flight_refunds_once_after_a_restart(
-    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_dispatch: Celery
+    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_dispatch: Celery, fixed_clock: Any
 ) -> None:
     trade = paid_trade(shop, fresh_emulator)
     # The gateway holds the first refund call for 3 s: long enough to kill the worker in the middle of it.
@@ -78,9 +80,13 @@ def test_a_worker_killed_while_the_gateway_call_is_in_flight_refunds_once_after_
     assert (refund.status, refund.response) == (RefundStatus.SUBMITTED, {}), "killed after the answer came"
 
     worker.start()
-    wait_for(lambda: all_settled([refund.pk]), timeout=60, what="the refund to settle", every=0.2)
+    # The resend under the same out_return_no is answered REPEATED_REFUNDMENT_REQUEST (the gateway has the
+    # first request): no third call; the day's transaction file settles it.
+    wait_for(lambda: settled_or_awaiting_file([refund.pk]), timeout=60, what="the resend's answer", every=0.2)
+    report = settle_from_tomorrows_file(fresh_emulator, shop, fixed_clock)
 
     refund.refresh_from_db()
+    assert report.settled == [refund.gateway_refund_id], report
     assert refund_made(refund), (refund.status, refund.error_code, workers.logs())
     calls = fresh_emulator.refund_calls(shop.partner)
     # The first call (made before the kill) and one resend under the same out_return_no; no new id minted.
@@ -279,7 +285,12 @@ def test_system_errors_on_thirty_percent_of_calls_still_settle_every_refund_with
 
 
 def test_refunds_left_requested_or_unknown_are_sent_again_by_the_periodic_task(
-    workers: Workers, shop: Merchant, fresh_emulator: Emulator, celery_app: Celery, settings: Any
+    workers: Workers,
+    shop: Merchant,
+    fresh_emulator: Emulator,
+    celery_app: Celery,
+    settings: Any,
+    fixed_clock: Any,
 ) -> None:
     held: list[int] = []
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": held.append}  # the dispatch gets lost
@@ -297,7 +308,10 @@ def test_refunds_left_requested_or_unknown_are_sent_again_by_the_periodic_task(
     result = celery_app.send_task(entry["task"], **entry["options"]).get(timeout=60)
 
     assert result == {"refunds_enqueued": 2, "awaiting_result": 0, "balance_mismatches": 0}
-    wait_for(lambda: all_settled([lost.pk, unknown.pk]), timeout=60, what="both refunds to settle")
+    # The lost one is made at once; the unknown one's resend is answered REPEATED_REFUNDMENT_REQUEST (the
+    # gateway made it), and the day's transaction file settles it.
+    wait_for(lambda: settled_or_awaiting_file([lost.pk, unknown.pk]), timeout=60, what="both answers")
+    settle_from_tomorrows_file(fresh_emulator, shop, fixed_clock)
     for refund in (lost, unknown):
         refund.refresh_from_db()
         assert refund_made(refund), (refund.status, refund.error_code)
