@@ -22,7 +22,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, UnsupportedMediaType
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request, override_method
@@ -386,7 +386,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, APIViewSet)
         url_name="refunds",
         name="Refunds",
         # Form posts are the browsable API's refund form only: it sends its key as a field.
-        parser_classes=(JSONParser, FormParser, MultiPartParser),
+        parser_classes=(StrictJSONParser, FormParser, MultiPartParser),
     )
     def refund_list_create(self, request: Request, pk: str | None = None) -> Response:
         """GET: the trade's refunds. POST: refund it (domain: refunds.request_refund)."""
