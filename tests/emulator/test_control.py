@@ -112,13 +112,16 @@ def test_index_page(own: EmulatorProcess) -> None:
 def test_the_clock_takes_an_offset_whose_plus_form_decoding_turned_into_a_space(own: EmulatorProcess) -> None:
     # What `curl -d now=2024-05-01T10:00:00+08:00` sends: the "+" unencoded, so it is read as a space.
     body = "now=2024-05-01T10:00:00+08:00"
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **CONTROL_HEADERS}
     try:
         answer = requests.post(own.base + "/control/clock", data=body, headers=headers, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["beijing"] == "2024-05-01 10:00:00"
         plain = requests.post(
-            own.base + "/control/clock", data={"now": "2024-05-01T11:00:00+08:00"}, timeout=30
+            own.base + "/control/clock",
+            data={"now": "2024-05-01T11:00:00+08:00"},
+            headers=CONTROL_HEADERS,
+            timeout=30,
         )
         assert plain.json()["beijing"] == "2024-05-01 11:00:00"
     finally:

@@ -86,6 +86,8 @@ SPOT_REFUND = "alipay.acquire.overseas.spot.refund"
 CANCEL = "alipay.acquire.cancel"
 INSTORE_QUERY = "alipay.acquire.overseas.query"
 REFUND_SERVICES = (FOREX_REFUND, SPOT_REFUND, CANCEL)
+TRANSACTION_FILE = "forex_compare_file"
+EMPTY_FILE = b"No balance account data in the period"
 # The gateway answers each service can give in this model, and the outcome class of each.
 ANSWERS: dict[str, tuple[str, ...]] = {
     FOREX_REFUND: ("ok", "refused", "lost"),
@@ -254,6 +256,12 @@ class ScriptedGateway:
         self.script: dict[str, Callable[[dict[str, str]], Reply]] = {}
         for service in (*REFUND_SERVICES, INSTORE_QUERY):
             self.fake.on(service, lambda params, service=service: self._answer(service, params))
+        # Reconciliation also reads the transaction files of past days for refunds still awaiting an
+        # outcome; this model settles refunds from answers and notifications only, so every file is empty.
+        self.fake.on(
+            TRANSACTION_FILE,
+            lambda params: Reply(EMPTY_FILE, content_type="text/plain; charset=utf-8"),
+        )
 
     @property
     def url(self) -> str:
@@ -450,6 +458,17 @@ class RefundLedger(RuleBasedStateMachine):
             return False
         assert trade.paid_at is not None
         return beijing_day(trade.paid_at) == beijing_day(now)
+
+    def reverse_day_passed(self, refund: ModelRefund) -> bool:
+        """A reversal's first send comes after its day (Beijing): it fails locally, nothing is sent."""
+        if refund.kind != RefundKind.REVERSE:
+            return False
+        trade, now = self.trades[refund.trade_pk], self.now()
+        if trade.status == "WAIT_BUYER_PAY":
+            return not (
+                beijing_day(trade.created_at) == beijing_day(now) or now < trade.created_at + UNPAID_GRACE
+            )
+        return beijing_day(trade.paid_at or trade.created_at) != beijing_day(now)
 
     def expect_reverse(self, trade: ModelTrade, reason: str, key: str | None) -> Expect:
         errors = self.input_errors(trade, reason, key)
@@ -695,6 +714,9 @@ class RefundLedger(RuleBasedStateMachine):
         calls = self.new_calls(mark)
         if refund.status != REQUESTED:
             assert calls == [], "only a REQUESTED refund is sent by submit"
+        elif self.reverse_day_passed(refund):
+            assert calls == [], "a reversal after its day is failed locally, never sent"
+            self.settle(refund, FAILED)
         else:
             refund.sync = sync_at(self.now())
             [call] = calls
@@ -819,12 +841,14 @@ class RefundLedger(RuleBasedStateMachine):
         due = [self.refunds[pk] for pk in sorted(self.refunds) if self.refunds[pk].status in PENDING]
         mark = len(self.gateway.calls)
         report = reconciliation.reconcile(refund_age=0, include_trades=False)
-        calls = self.new_calls(mark)
+        calls = [call for call in self.new_calls(mark) if call.service != TRANSACTION_FILE]
         assert report.refunds_checked == len(due)
         assert report.errors == []
         assert [m for m in report.mismatches if m.kind == "balance"] == []
         for refund in due:
-            if refund.status == REQUESTED:
+            if refund.status == REQUESTED and self.reverse_day_passed(refund):
+                self.settle(refund, FAILED)  # failed locally: its day is over, nothing is sent
+            elif refund.status == REQUESTED:
                 refund.sync = sync_at(self.now())
                 call = calls.pop(0)
                 self.check_refund_call(refund, call)
