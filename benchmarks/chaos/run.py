@@ -255,6 +255,8 @@ class Chaos:
         self.payment_failures: list[tuple[float, str]] = []
         self.lock = threading.Lock()
         self.payer: threading.Thread | None = None
+        #: Held by the payer during one payment: taking it waits for the payment under way.
+        self.paying = threading.Lock()
         self.refused_exceeding = 0
         self.refused_other: Counter[str] = Counter()
         self.faults_fired: dict[str, int] = {}
@@ -284,6 +286,8 @@ class Chaos:
             "SHOP_ALIPAY_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.args.refund_spacing is not None:
+            self.env["CHAOS_REFUND_SPACING"] = str(self.args.refund_spacing)
         shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp folder inside it
         emulator_dir = Path(
             tempfile.mkdtemp(prefix="alipay-chaos-emulator-", dir=shm if shm.is_dir() else None)
@@ -395,14 +399,26 @@ class Chaos:
                 self.stop_paying.wait(0.2)
                 continue
             begun = time.monotonic()
-            try:
-                number = lt.start_one_payment(self.emulator, self.partner)
-                with self.lock:
-                    self.paid_orders.append(number)
-            except Exception as exc:  # a payment that could not be made (PostgreSQL restarting): counted
-                with self.lock:
-                    self.payment_failures.append((time.time(), f"{type(exc).__name__}: {exc}"[:200]))
+            with self.paying:
+                if self.pay_every > 0:
+                    self.pay_once()
             self.stop_paying.wait(max(0.0, every - (time.monotonic() - begun)))
+
+    def pay_once(self) -> None:
+        """One payment as a buyer makes it; the order is noted once paid at the emulator."""
+        try:
+            number = lt.start_one_payment(self.emulator, self.partner)
+            with self.lock:
+                self.paid_orders.append(number)
+        except Exception as exc:  # a payment that could not be made (PostgreSQL restarting): counted
+            with self.lock:
+                self.payment_failures.append((time.time(), f"{type(exc).__name__}: {exc}"[:200]))
+
+    def pause_payments(self) -> None:
+        """No new payment; returns once the one under way (if any) is paid at the emulator."""
+        self.pay_every = 0.0
+        with self.paying:
+            pass
 
     def db(self, work: Callable[[], T], attempts: int = 30) -> T:
         """Run ``work`` with this thread's connection, again on a fresh one while the database restarts."""
@@ -730,6 +746,8 @@ class Chaos:
     # --- scenarios ------------------------------------------------------------------------------------------
 
     def settle_into(self, scenario: Scenario, timeout: float) -> None:
+        """Stop paying, wait until everything has an outcome; the audit follows, then payments resume."""
+        self.pause_payments()
         seconds, left = self.wait_settled(timeout)
         scenario.facts["settled in"] = seconds
         scenario.checks.append(
@@ -769,7 +787,9 @@ class Chaos:
         scenario.facts["refunds requested"] = after["refunds"] - before["refunds"]
         scenario.facts["payments that could not be started"] = len(self.payment_failures) - failures_before
         scenario.facts["refunds refused as exceeding (in the shop)"] = self.refused_exceeding - refused_before
+        self.pause_payments()
         self.audit(scenario)
+        self.pay_every = 3.0
         self.total_faults = self.gateway_faults(0.0)
         scenario.ended = time.time()
         self.scenarios.append(scenario)
@@ -983,7 +1003,6 @@ class Chaos:
         s.facts["refund calls slowed by 2.5 s"] = self.fired_now().get("forex_refund", 0)
         self.faults({})
         s.facts["burst: last outcome after the first request"] = self.out_after(ids, begun)[0]
-        self.pay_every = 3.0
 
     # --- report ------------------------------------------------------------------------------------------
 
@@ -1118,6 +1137,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds PostgreSQL stays stopped in scenario d (default 5; 0: a plain pg_ctl restart)",
     )
+    parser.add_argument(
+        "--refund-spacing",
+        type=float,
+        default=None,
+        help="the shop's ALIPAY['REFUND_SPACING'] instead of its own 3 s: below 3 the spacing audit must "
+        "fail (a check of the audit itself)",
+    )
     parser.add_argument("--seed", type=int, default=19, help="seed of the fault plans and the refund choices")
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "chaos", help="report folder")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the shop's database at the end")
@@ -1130,6 +1156,9 @@ def run(args: argparse.Namespace, children: Any, workdir: Path, out: Path) -> in
     try:
         print("chaos: starting the emulator, the shop, two workers and beat ...", flush=True)
         chaos.setup()
+        for _ in range(10):  # trades to refund from the start
+            chaos.pay_once()
+        chaos.wait_settled(120)
         chaos.pay_every = 3.0
         chaos.start_payer()
         print(f"chaos: ready after {time.monotonic() - clock:.0f} s", flush=True)
