@@ -80,7 +80,7 @@ loadtest: bench-deps
 
 # Faults on the example shop (gateway faults, Redis and PostgreSQL restarts, a worker SIGKILLed mid-refund, a
 # slow gateway) with an audit of the money after each; writes artifacts/chaos/report.md, exits 1 when an audit
-# fails. About 7 minutes; CHAOS_ARGS=--quick for about 3. Not part of `make test`.
+# fails. About 6 minutes; CHAOS_ARGS=--quick for about 4. Not part of `make test`.
 chaos: bench-deps
 	scripts/with-services $(BIN)/python benchmarks/chaos/run.py $(CHAOS_ARGS)
 

@@ -3,8 +3,8 @@
 Run from the repository root through ``scripts/with-services`` (a throwaway PostgreSQL and Redis, which this
 run restarts: it refuses any other)::
 
-    scripts/with-services .venv/bin/python benchmarks/chaos/run.py           # about 7 minutes
-    scripts/with-services .venv/bin/python benchmarks/chaos/run.py --quick   # about 3 minutes
+    scripts/with-services .venv/bin/python benchmarks/chaos/run.py           # about 6 minutes
+    scripts/with-services .venv/bin/python benchmarks/chaos/run.py --quick   # about 4 minutes
 
 (``make chaos`` runs the first line; ``CHAOS_ARGS=--quick`` the second.) Everything listens on 127.0.0.1
 only. It starts, as benchmarks/loadtest/run.py does, a fresh database beside DATABASE_URL's, the gateway
@@ -1127,7 +1127,7 @@ SCENARIOS: list[tuple[str, str, str, str]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="shorter scenarios (about 3 minutes in all)")
+    parser.add_argument("--quick", action="store_true", help="shorter scenarios (about 4 minutes in all)")
     parser.add_argument(
         "--only", default="abcde", help="the scenarios to run, by letter, in order (default abcde)"
     )
@@ -1178,6 +1178,8 @@ def run(args: argparse.Namespace, children: Any, workdir: Path, out: Path) -> in
                 connections.close_all()
         children.stop_all()
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("*.log"):  # an earlier run's logs (a worker restarted then, not now)
+            stale.unlink()
         for child in children.started:
             with contextlib.suppress(OSError):
                 shutil.copy(child.log, out / f"{child.name}.log")
