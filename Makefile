@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
 .PHONY: test lint type pytest lowest venv bench bench-deps bench-signing bench-reconciliation bench-ingestion \
-	bench-refunds loadtest clean demo core messages fuzz
+	bench-refunds loadtest chaos clean demo core messages fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,12 @@ bench-refunds: bench-deps
 # artifacts/loadtest/report.md. LOADTEST_ARGS="--duration 10 --spike 3" for a short run.
 loadtest: bench-deps
 	scripts/with-services $(BIN)/python benchmarks/loadtest/run.py $(LOADTEST_ARGS)
+
+# Faults on the example shop (gateway faults, Redis and PostgreSQL restarts, a worker SIGKILLed mid-refund, a
+# slow gateway) with an audit of the money after each; writes artifacts/chaos/report.md, exits 1 when an audit
+# fails. About 6 minutes; CHAOS_ARGS=--quick for about 4. Not part of `make test`.
+chaos: bench-deps
+	scripts/with-services $(BIN)/python benchmarks/chaos/run.py $(CHAOS_ARGS)
 
 FUZZ_RUNS ?= 200000
 ifndef FUZZ_DIR
