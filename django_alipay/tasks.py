@@ -171,7 +171,16 @@ def _spread(refund: Refund) -> float:
 def _drive(task: Any, refund_id: int) -> str:
     """Move one refund as far as a task can: send it, or resolve its unknown outcome, then retry or stop."""
     eager = _is_eager(task)
-    refund = Refund.objects.filter(pk=refund_id).first()
+    try:
+        refund = Refund.objects.filter(pk=refund_id).first()
+    except DatabaseError:
+        # The database is down (a restart, a failover): the refund is safe in it; try again later.
+        logger.warning("refund id %s: database error while reading it, retrying", refund_id, exc_info=True)
+        if not eager:
+            countdown = _backoff_for(task, task.request.retries)
+            _note_due(refund_id, countdown)
+            _retry(task, countdown, f"refund id {refund_id}")
+        return "database unavailable"
     if refund is None:
         logger.warning("refund id %s does not exist; nothing to send", refund_id)
         return "missing"

@@ -83,7 +83,9 @@ def _receive(request: HttpRequest, token: str, body: bytes) -> HttpResponse:
     except DatabaseError:
         # The database is down or refused the row: a passing failure Alipay's retries will get past.
         logger.exception("notification for token %.8s... could not be stored", token)
-        return _plain(app_settings.FAILURE_RESPONSE, 503)
+        response = _plain(app_settings.FAILURE_RESPONSE, 503)
+        response["Retry-After"] = "30"
+        return response
     return _plain(answer.body, answer.status)
 
 

@@ -512,6 +512,23 @@ def test_a_database_error_mid_send_still_schedules_the_retry_though_its_due_time
     assert gateway.called("forex_refund") == []
 
 
+def test_a_database_down_when_the_task_reads_its_refund_retries_the_task_instead_of_ending_it(
+    run_task: Callable[..., Run], held: list[int], make_trade: Callable[..., Trade], gateway: FakeGateway
+) -> None:
+    refund = refunds.request_refund(make_trade(), Decimal("5.00"))
+
+    def database_down(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        raise OperationalError("could not connect to server: Connection refused")
+
+    with connection.execute_wrapper(database_down):
+        run = run_task(tasks.submit_refund, refund.pk)
+
+    assert run.countdown is not None  # retried later, not ended with an unexpected error
+    refund.refresh_from_db()
+    assert (refund.status, refund.attempts) == (RefundStatus.REQUESTED, 0)
+    assert gateway.called("forex_refund") == []
+
+
 # --- the schedule and routing -------------------------------------------------------------------------------
 
 

@@ -172,7 +172,9 @@ def test_a_database_failure_is_answered_503_so_that_alipay_retries(
         raise OperationalError("the database is down")
 
     monkeypatch.setattr(notifications, "receive", down)
-    assert_answer(post(client, merchant, b"a=b"), 503, b"fail")
+    response = post(client, merchant, b"a=b")
+    assert_answer(response, 503, b"fail")
+    assert response["Retry-After"] == "30"  # as the API says while the database is down
 
 
 # --- N01-N14: refused before any trust, or canonicalised correctly ------------------------------------------
