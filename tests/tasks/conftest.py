@@ -33,18 +33,19 @@ def redis_url() -> str:
         "scripts/with-services, e.g. scripts/with-services .venv/bin/python -m pytest tests/tasks"
     )
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        with redis.Redis.from_url(url, socket_connect_timeout=3) as client:
+            client.ping()
     except redis.RedisError as exc:
         raise AssertionError(f"Redis at {url} does not answer: {exc}") from exc
     return url
 
 
 @pytest.fixture
-def clean_redis(redis_url: str) -> redis.Redis:
+def clean_redis(redis_url: str) -> Iterator[redis.Redis]:
     """The broker's database, emptied: no message of an earlier test is left in a queue."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    return client
+    with redis.Redis.from_url(redis_url) as client:  # closed after the test: no socket left to the GC
+        client.flushdb()
+        yield client
 
 
 @pytest.fixture
