@@ -300,7 +300,7 @@ class Chaos:
             "emulator",
             [PYTHON, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", str(port), "--quiet",
              "--seed", str(self.args.seed), "--db", str(emulator_dir / "emulator.sqlite3"),
-             "--control-token", lt.CONTROL_TOKEN],
+             f"--control-token={lt.CONTROL_TOKEN}"],
             env=emulator_env, cwd=REPO,
         )  # fmt: skip
         self.core["emulator"] = child

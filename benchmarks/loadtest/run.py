@@ -841,7 +841,7 @@ def _run(
         [
             PYTHON, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", str(emulator_port),
             "--quiet", "--seed", str(args.seed), "--db", str(emulator_dir / "emulator.sqlite3"),
-            "--control-token", CONTROL_TOKEN,
+            f"--control-token={CONTROL_TOKEN}",
         ],
         env=emulator_env,
         cwd=REPO,

@@ -262,7 +262,8 @@ class EmulatorProcess:
         command += ["--time-scale", str(self._options["time_scale"]), "--seed", str(self._options["seed"])]
         if not self._options["notifier"]:
             command.append("--no-notifier")
-        command += ["--control-token", self.control_token]
+        # One argument with "=": a token may begin with "-", which argparse would take for an option.
+        command.append(f"--control-token={self.control_token}")
         command += list(self._extra_args)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
