@@ -15,6 +15,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from django_alipay.api import errors
 from django_alipay.api.permissions import api_permission_classes
@@ -62,13 +63,11 @@ def document(**kwargs: Any) -> Callable[[F], F]:
     return decorator
 
 
-class SchemaView(SpectacularAPIView):
-    """The OpenAPI schema of the API's own URLs, with the paths of the prefix it is mounted under."""
-
-    custom_settings = SCHEMA_SETTINGS
+class _LikeTheApi(APIView):
+    """What the schema and docs views share with the rest of the API: its permissions and its error body."""
 
     def get_permissions(self) -> list[BasePermission]:
-        """The schema is shown to whoever may use the API."""
+        """Shown to whoever may use the API."""
         return [permission() for permission in api_permission_classes()]
 
     def get_exception_handler(self) -> Callable[..., Response | None]:
@@ -76,11 +75,17 @@ class SchemaView(SpectacularAPIView):
         return errors.exception_handler
 
     def handle_exception(self, exc: Exception) -> Response:
-        """A refusal is rendered as JSON, like every other error of the API, not as an OpenAPI document."""
+        """A refusal is rendered as JSON, like every other error of the API, not as the page itself."""
         response = super().handle_exception(exc)
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
         return response
+
+
+class SchemaView(_LikeTheApi, SpectacularAPIView):
+    """The OpenAPI schema of the API's own URLs, with the paths of the prefix it is mounted under."""
+
+    custom_settings = SCHEMA_SETTINGS
 
     # drf-spectacular's deploy check (drf_spectacular.E001) walks every URL of the project with the project's
     # DEFAULT_SCHEMA_CLASS, which a shop need not point at drf-spectacular: document() names its AutoSchema.
@@ -93,25 +98,10 @@ class SchemaView(SpectacularAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class DocsView(SpectacularSwaggerView):
+class DocsView(_LikeTheApi, SpectacularSwaggerView):
     """Swagger UI for the API's schema, with its scripts and styles from drf-spectacular-sidecar (offline)."""
 
     title = str(SCHEMA_SETTINGS["TITLE"])
-
-    def get_permissions(self) -> list[BasePermission]:
-        """The documentation is shown to whoever may use the API."""
-        return [permission() for permission in api_permission_classes()]
-
-    def get_exception_handler(self) -> Callable[..., Response | None]:
-        """Refusals answer with the API's error body."""
-        return errors.exception_handler
-
-    def handle_exception(self, exc: Exception) -> Response:
-        """A refusal is rendered as JSON, like every other error of the API, not as the Swagger page."""
-        response = super().handle_exception(exc)
-        self.request.accepted_renderer = JSONRenderer()
-        self.request.accepted_media_type = JSONRenderer.media_type
-        return response
 
     # document(), not extend_schema(): drf-spectacular's deploy check needs its own AutoSchema here too.
     @document(exclude=True)
