@@ -246,8 +246,9 @@ def test_the_spacing_counts_from_when_the_previous_call_answered_not_from_when_i
     make_trade: Callable[..., Trade],
     gateway: FakeGateway,
 ) -> None:
-    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 0.2}
-    gap = 0.2 + refunds.SPACING_MARGIN
+    # A spacing long enough that a busy machine still checks within it once the first call has answered.
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 1.0}
+    gap = 1.0 + refunds.SPACING_MARGIN
     answer = threading.Event()
 
     def slow(params: dict[str, str]) -> Reply:
