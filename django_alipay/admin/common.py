@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 
@@ -19,11 +19,13 @@ from django.utils.translation import gettext as _
 
 from django_alipay.access import access_for
 from django_alipay.catalog_text import describe
-from django_alipay.enums import RefundKind, RefundStatus
+from django_alipay.domain import refunds as refund_domain
+from django_alipay.enums import Environment, RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError
 from django_alipay.models import Refund
 from django_alipay.protocol import clock as protocol_clock
 from django_alipay.protocol import money
+from django_alipay.protocol.client import TIMESTAMP_VALIDITY
 from django_alipay.protocol.errors import AlipayError
 
 __all__ = [
@@ -187,12 +189,12 @@ def refund_message(refund: Refund) -> tuple[int, str]:
             "subject": subject,
             "detail": detail or _("no reason given"),
             "code": refund.error_code or "—",
-        }
+        } + clock_hint(refund)
     if status == RefundStatus.UNKNOWN:
         return messages.WARNING, _(
             "%(subject)s: Alipay's answer was lost or unclear (%(detail)s). The amount stays reserved until "
             "the outcome is known; use “Ask Alipay again” on the refund, never a new refund."
-        ) % {"subject": subject, "detail": detail or _("no answer")}
+        ) % {"subject": subject, "detail": detail or _("no answer")} + clock_hint(refund)
     if refund.error_code:
         return messages.WARNING, _(
             "%(subject)s could not be sent yet (%(detail)s); it stays reserved and will be sent again."
@@ -201,6 +203,47 @@ def refund_message(refund: Refund) -> tuple[int, str]:
         "%(subject)s is recorded and will be sent to Alipay once this request completes; its result appears "
         "in the refunds list."
     ) % {"subject": subject}
+
+
+def clock_hint(refund: Refund) -> str:
+    """When a refusal came while Alipay's clock and this server's disagreed: say so, and what to do.
+
+    Requests that carry a time (a reversal's, a pre-created order's) expire when the two clocks differ by
+    more than the timestamp's validity; Alipay then answers only a bare code such as ILLEGAL_ARGUMENT.
+    """
+    skew = refund_domain.clock_skew_of(refund)
+    if skew is None:
+        return ""
+    seconds = abs(int(skew.total_seconds()))
+    difference = _("%(hours)d h %(minutes)02d min") % {
+        "hours": seconds // 3600,
+        "minutes": seconds % 3600 // 60,
+    }
+    values = {"difference": difference, "minutes": int(TIMESTAMP_VALIDITY.total_seconds() // 60)}
+    if skew > timedelta(0):
+        text = (
+            _(
+                "Alipay's clock is %(difference)s ahead of this server's; a request whose time is more than "
+                "%(minutes)d minutes off is refused."
+            )
+            % values
+        )
+    else:
+        text = (
+            _(
+                "Alipay's clock is %(difference)s behind this server's; a request whose time is more than "
+                "%(minutes)d minutes off is refused."
+            )
+            % values
+        )
+    if refund.trade.merchant.environment == Environment.EMULATOR:
+        advice = _(
+            "The emulator's clock was moved: set it back to real time on the emulator's console, or move "
+            "this server's clock with it, then try again."
+        )
+    else:
+        advice = _("Check this server's clock (NTP), then try again.")
+    return f" {text} {advice}"
 
 
 def error_text(exc: Exception) -> str:

@@ -70,10 +70,12 @@ from django_alipay.protocol.errors import (
 )
 
 __all__ = [
+    "CLOCK_SKEW_FIELD",
     "UNPAID_CANCEL_GRACE",
     "RefundKindChoice",
     "call_in_flight",
     "choose_refund_kind",
+    "clock_skew_of",
     "expect_task",
     "record_result",
     "refund_dispatcher",
@@ -743,6 +745,10 @@ def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
     return client.spot_refund(**request)
 
 
+#: The key, in a refund's stored ``response``, of the gateway's clock minus ours (seconds, e.g. "+86400") when
+#: a call carrying a timestamp was refused while the two clocks differed by more than its validity.
+CLOCK_SKEW_FIELD = "clock_skew_seconds"
+
 # Stored on the refund in English (a record); marked so that the admin and the API show them translated.
 _RESEND_ASKED = gettext_noop("Alipay asks for the request to be sent again.")
 _OUTCOME_NOT_KNOWN = gettext_noop("Alipay does not know the outcome yet.")
@@ -780,10 +786,23 @@ def _interpret(refund: Refund, answer: Any, request: Mapping[str, str]) -> _Outc
     return _Outcome(RefundStatus.SUCCEEDED, fields=fields)
 
 
+def clock_skew_of(refund: Refund) -> timedelta | None:
+    """The gateway's clock minus ours, when the refund's call was refused while the clocks disagreed by more
+    than a timestamp's validity (the likely cause of the refusal); else None."""
+    response = refund.response if isinstance(refund.response, dict) else {}
+    try:
+        return timedelta(seconds=int(str(response[CLOCK_SKEW_FIELD])))
+    except (KeyError, ValueError):
+        return None
+
+
 def _outcome_of_error(exc: AlipayError, *, conclusive: bool) -> _Outcome:
     code = exc.code or type(exc).__name__
     description = exc.description or exc.message
     fields = {"error": exc.code or "", "description": description}
+    if exc.clock_skew is not None:
+        # The likely cause of the refusal: kept so that the admin can say so (see CLOCK_SKEW_FIELD).
+        fields[CLOCK_SKEW_FIELD] = f"{exc.clock_skew.total_seconds():+.0f}"
     if isinstance(exc, TransportError) and conclusive:
         # Never sent: back to REQUESTED so the next attempt is a first attempt again. Not after an earlier
         # attempt, which may have been delivered: its refund stays UNKNOWN until an answer settles it.

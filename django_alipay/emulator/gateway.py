@@ -18,6 +18,7 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils.http import http_date
 
 from django_alipay.protocol import dsa
 from django_alipay.protocol.codes import lookup_error
@@ -231,4 +232,7 @@ def handle_gateway(request: HttpRequest) -> HttpResponse:
         return drop_connection(request)
     # Say how long the body is, as the real gateway does, so clients can tell a complete answer.
     response["Content-Length"] = str(len(response.content))
+    # The gateway's Date is its own clock's: a moved emulator clock shows as clock skew to the client, which
+    # then explains a refused timestamp instead of leaving a bare ILLEGAL_ARGUMENT.
+    response["Date"] = http_date(runtime().now().timestamp())
     return response

@@ -852,8 +852,11 @@ class GatewayClient:
         except GatewayResponseError as exc:
             raise GatewayResponseError(exc.message, **context) from exc
         note = _skew_note(definition, reply.clock_skew)
+        skew = reply.clock_skew if note else None
         if not parsed.is_success:
-            raise self._refusal(definition, parsed.error, context, gateway_level=True, note=note)
+            raise self._refusal(
+                definition, parsed.error, context, gateway_level=True, note=note, clock_skew=skew
+            )
         if parsed.response_element is None:
             if result_type is ForexRefundResult:
                 return ForexRefundResult(
@@ -866,7 +869,7 @@ class GatewayClient:
             )
         result_code = parsed.fields.get("result_code")
         if "result_code" in result_type.FIELD_TYPES:
-            self._check_result_code(definition, parsed.fields, result_code, context, note)
+            self._check_result_code(definition, parsed.fields, result_code, context, note, skew)
         return result_type(
             service=definition.name,
             fields=parsed.fields,
@@ -883,6 +886,7 @@ class GatewayClient:
         result_code: str | None,
         context: dict[str, Any],
         note: str = "",
+        clock_skew: timedelta | None = None,
     ) -> None:
         code = fields.get("detail_error_code") or fields.get("error")
         if result_code == ResultCode.SUCCESS:
@@ -896,6 +900,7 @@ class GatewayClient:
                 gateway_level=False,
                 retryable=True if retry_flag == "Y" else None,
                 note=note,
+                clock_skew=clock_skew,
             )
         entry = lookup_error(code) if code else None
         if result_code in (ResultCode.UNKNOW, ResultCode.UNKNOWN):
@@ -919,8 +924,28 @@ class GatewayClient:
         gateway_level: bool,
         retryable: bool | None = None,
         note: str = "",
+        clock_skew: timedelta | None = None,
     ) -> AlipayError:
-        """The typed error for an Alipay error code, chosen by the code's catalog category."""
+        """The typed error for an Alipay error code, chosen by the code's catalog category.
+
+        ``clock_skew`` (set when ``note`` explains a timestamp refusal) is kept on the error for the caller.
+        """
+        error = self._refusal_of(
+            definition, code, context, gateway_level=gateway_level, retryable=retryable, note=note
+        )
+        error.clock_skew = clock_skew
+        return error
+
+    def _refusal_of(
+        self,
+        definition: ServiceDefinition,
+        code: str | None,
+        context: dict[str, Any],
+        *,
+        gateway_level: bool,
+        retryable: bool | None,
+        note: str,
+    ) -> AlipayError:
         if not code:
             where = "is_success=F" if gateway_level else "a failed result_code"
             return (AlipayGatewayError if gateway_level else AlipayBusinessError)(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 __all__ = [
@@ -28,10 +29,13 @@ class AlipayError(Exception):
 
     Carries what is known of the context: the mapi ``service``, the Alipay ``code``, the catalog
     ``description`` of that code, the merchant's ``out_trade_no`` and the ``raw_response`` bytes or text.
-    ``retryable`` says whether repeating the same call can help.
+    ``retryable`` says whether repeating the same call can help. ``clock_skew`` is the gateway's clock minus
+    ours when a refused call carried a timestamp and the two clocks differed by more than its validity (the
+    likely cause of the refusal), else None.
     """
 
     retryable: bool = False
+    clock_skew: timedelta | None = None
 
     def __init__(
         self,

@@ -634,6 +634,11 @@ def test_clock_skew_expires_the_timestamp(fresh_emu):
     with pytest.raises(AlipayGatewayError) as expired:
         client.cancel(out_trade_no=uid("C"))
     assert expired.value.code == "ILLEGAL_ARGUMENT"
+    # The gateway's Date header follows its clock, so the refusal names its likely cause.
+    skew = expired.value.clock_skew
+    assert skew is not None
+    assert timedelta(minutes=110) < skew < timedelta(minutes=130)
+    assert "fix this server's clock" in expired.value.message
     with pytest.raises(AlipayGatewayError):
         client.precreate(out_trade_no=uid("Q"), subject="x", total_fee=Decimal("1.00"), currency="USD")
     # With our clock set like the gateway's, the same call goes through.

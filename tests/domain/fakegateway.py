@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +23,8 @@ class Reply:
     body: bytes
     status: int = 200
     content_type: str = "text/xml; charset=utf-8"
+    #: The Date header (the gateway's clock), when not now.
+    date: datetime | None = None
 
 
 @dataclass
@@ -59,7 +63,11 @@ class FakeGateway:
                     parse_qsl(body, keep_blank_values=True)
                 )
                 reply = gateway._answer(params)
-                self.send_response(reply.status)
+                if reply.date is None:
+                    self.send_response(reply.status)
+                else:
+                    self.send_response_only(reply.status)
+                    self.send_header("Date", format_datetime(reply.date.astimezone(UTC), usegmt=True))
                 self.send_header("Content-Type", reply.content_type)
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()

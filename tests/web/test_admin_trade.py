@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -439,6 +439,42 @@ def test_v02_the_next_beijing_day_the_reversal_is_refused_and_a_refund_offered(
     cashier.post(reverse_url(trade), {"reason": "", "idempotency_key": "rv-2"})
     assert not Refund.objects.exists()
     assert not gateway.called("alipay.acquire.cancel")
+
+
+def test_a_reversal_refused_while_the_gateway_clock_is_a_day_ahead_says_to_set_the_clocks(
+    cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway, merchant: Merchant
+) -> None:
+    # Only the emulator's clock was moved: the reversal's timestamp is a day off at its end, and the gateway
+    # answers a bare ILLEGAL_ARGUMENT. Its Date header shows why.
+    merchant.environment = "emulator"
+    merchant.save()
+    trade = make_trade(product="barcode", status="TRADE_SUCCESS")
+    refusal = FakeGateway.refused("ILLEGAL_ARGUMENT")
+    refusal.date = datetime.now(UTC) + timedelta(days=1, seconds=30)  # the client stamps with the real time
+    gateway.once("alipay.acquire.cancel", lambda params: refusal)
+    response = cashier.post(reverse_url(trade), {"reason": "", "idempotency_key": "rv-skew"})
+    [(level, text)] = shown(response)
+    assert level == "error"
+    assert "(ILLEGAL_ARGUMENT)" in text
+    assert "Alipay's clock is 24 h 00 min ahead of this server's" in text
+    assert "more than 30 minutes off is refused" in text
+    assert "set it back to real time on the emulator's console" in text
+    trade.refresh_from_db()
+    assert trade.status == "TRADE_SUCCESS"
+
+
+def test_a_refusal_with_clocks_that_agree_gives_no_clock_advice(
+    cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
+) -> None:
+    trade = make_trade(product="barcode", status="TRADE_SUCCESS")
+    refusal = FakeGateway.refused("ILLEGAL_ARGUMENT")
+    refusal.date = datetime.now(UTC)
+    gateway.once("alipay.acquire.cancel", lambda params: refusal)
+    response = cashier.post(reverse_url(trade), {"reason": "", "idempotency_key": "rv-agree"})
+    [(level, text)] = shown(response)
+    assert level == "error"
+    assert "(ILLEGAL_ARGUMENT)" in text
+    assert "clock" not in text
 
 
 def test_an_online_payment_is_never_offered_a_reversal(
