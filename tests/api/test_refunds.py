@@ -64,7 +64,7 @@ def refused(response: Any, status: int, code: str, field: str | None = None) -> 
         ("", "not a plain decimal amount"),
     ],
 )
-def test_r01_to_r07_amounts_must_be_canonical_text_in_range(
+def test_amounts_must_be_canonical_text_in_range(
     api: APIClient, make_trade: Callable[..., Trade], amount: str, words: str
 ) -> None:
     trade = make_trade(amount=Decimal("100.00"))
@@ -74,16 +74,14 @@ def test_r01_to_r07_amounts_must_be_canonical_text_in_range(
     assert state(trade) == before
 
 
-def test_r03_the_message_says_usd_allows_two_decimals(
-    api: APIClient, make_trade: Callable[..., Trade]
-) -> None:
+def test_the_message_says_usd_allows_two_decimals(api: APIClient, make_trade: Callable[..., Trade]) -> None:
     trade = make_trade()
     error = refused(refund(api, trade.pk, {"amount": "0.001"}), 400, "invalid_amount", "amount")
     assert "at most 2 decimals" in error["message"]
 
 
 @pytest.mark.parametrize("currency", ["JPY", "KRW"])
-def test_r03_yen_and_won_take_no_decimals(
+def test_yen_and_won_take_no_decimals(
     api: APIClient, make_trade: Callable[..., Trade], currency: str
 ) -> None:
     trade = make_trade(amount=Decimal("1000"), currency=currency)
@@ -94,7 +92,7 @@ def test_r03_yen_and_won_take_no_decimals(
     assert state(trade) == before
 
 
-def test_r07_the_refund_maximum_applies_even_to_a_larger_in_store_payment(
+def test_the_refund_maximum_applies_even_to_a_larger_in_store_payment(
     api: APIClient, make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS", amount=Decimal("5000000.00"))
@@ -102,7 +100,7 @@ def test_r07_the_refund_maximum_applies_even_to_a_larger_in_store_payment(
 
 
 @pytest.mark.parametrize("amount", [10.1, 10, 1e2, None, True, {"value": "10.00"}])
-def test_r05_a_json_number_is_not_an_amount(
+def test_a_json_number_is_not_an_amount(
     api: APIClient, make_trade: Callable[..., Trade], amount: Any
 ) -> None:
     trade = make_trade()
@@ -149,7 +147,7 @@ def test_the_browsable_apis_form_names_its_refund_by_its_key_field(
 # --- R08, R09: the refundable balance -----------------------------------------------------------------------
 
 
-def test_r08_r09_a_refund_up_to_the_remainder_only(
+def test_a_refund_up_to_the_remainder_only(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str
 ) -> None:
     trade = paid_online("100.00")
@@ -191,7 +189,7 @@ def test_a_refund_answer_renders_yen_without_decimals(
     assert api.get(f"{API}trades/{trade['id']}/").json()["refundable_amount"] == "700"
 
 
-def test_r23_a_refund_of_unknown_outcome_still_counts(
+def test_a_refund_of_unknown_outcome_still_counts(
     api: APIClient, make_trade: Callable[..., Trade], shop: Merchant
 ) -> None:
     trade = make_trade(refund_pending_amount=Decimal("60.00"))
@@ -209,7 +207,7 @@ def test_r23_a_refund_of_unknown_outcome_still_counts(
 
 
 @pytest.mark.parametrize("currency", ["EUR", "usd", "CNY", "", 840])
-def test_r10_the_refund_currency_is_the_trade_s(
+def test_the_refund_currency_is_the_trade_s(
     api: APIClient, make_trade: Callable[..., Trade], currency: Any
 ) -> None:
     trade = make_trade()
@@ -234,7 +232,7 @@ def test_r10_the_refund_currency_is_the_trade_s(
         ({"refunded_amount": Decimal("100.00")}, "refund_not_allowed", "refunded in full"),
     ],
 )
-def test_r11_r12_only_a_paid_open_trade_is_refunded(
+def test_only_a_paid_open_trade_is_refunded(
     api: APIClient, make_trade: Callable[..., Trade], fields: dict[str, Any], code: str, words: str
 ) -> None:
     trade = make_trade(**fields)
@@ -244,7 +242,7 @@ def test_r11_r12_only_a_paid_open_trade_is_refunded(
     assert state(trade) == before
 
 
-def test_r12_a_reversed_trade_is_not_refunded(
+def test_a_reversed_trade_is_not_refunded(
     api: APIClient, make_trade: Callable[..., Trade], shop: Merchant
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
@@ -256,7 +254,7 @@ def test_r12_a_reversed_trade_is_not_refunded(
     assert "reversed" in error["message"]
 
 
-def test_r13_no_refund_after_the_refund_window(
+def test_no_refund_after_the_refund_window(
     api: APIClient, make_trade: Callable[..., Trade], settings: Any
 ) -> None:
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_WINDOW_DAYS": 90}
@@ -280,7 +278,7 @@ def test_r13_no_refund_after_the_refund_window(
         ("web", 42, "JSON string"),
     ],
 )
-def test_r24_the_reason_fits_alipay_s_field(
+def test_the_reason_fits_alipay_s_field(
     api: APIClient, make_trade: Callable[..., Trade], product: str, reason: Any, words: str
 ) -> None:
     trade = make_trade(product=product, status="TRADE_SUCCESS")
@@ -293,7 +291,7 @@ def test_r24_the_reason_fits_alipay_s_field(
 # --- R26: Alipay's night window for synchronous refunds -----------------------------------------------------
 
 
-def test_r26_a_refund_sent_between_0000_and_0130_beijing_goes_asynchronous(
+def test_a_refund_sent_between_0000_and_0130_beijing_goes_asynchronous(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], fixed_clock: Any, emulator: str
 ) -> None:
     trade = paid_online()
