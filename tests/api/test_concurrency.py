@@ -1,4 +1,4 @@
-"""R14 through the REST API on PostgreSQL: racing partial refunds never refund more than was paid."""
+"""The REST API on PostgreSQL: racing partial refunds never refund more than was paid."""
 
 from __future__ import annotations
 

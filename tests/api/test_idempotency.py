@@ -1,4 +1,4 @@
-"""The Idempotency-Key of refund requests (R15-R17): one refund and one gateway call per key."""
+"""The Idempotency-Key of refund requests: one refund and one gateway call per key."""
 
 from __future__ import annotations
 

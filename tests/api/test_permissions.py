@@ -1,4 +1,4 @@
-"""Who may do what through the REST API (R19, R20): credentials, permissions, and each user's merchants."""
+"""Who may do what through the REST API: credentials, permissions, and each user's merchants."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def writes(client: APIClient, trade: Trade) -> dict[str, Any]:
     }
 
 
-# --- R20: credentials and permissions -----------------------------------------------------------------------
+# --- credentials and permissions ----------------------------------------------------------------------------
 
 
 def test_without_credentials_nothing_is_shown_or_done(make_trade: Callable[..., Trade]) -> None:
@@ -142,7 +142,7 @@ def test_a_permission_class_setting_that_names_no_permission_is_a_clear_error(
     assert "API_PERMISSION_CLASSES" in response.json()["error"]["message"]
 
 
-# --- R19: each user sees their own merchants only -----------------------------------------------------------
+# --- each user sees their own merchants only ----------------------------------------------------------------
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Refunds through the REST API: the bad-input catalogue (R rows), refusals, listing, and the error body."""
+"""Refunds through the REST API: bad amounts, keys and reasons, refusals, listing, and the error body."""
 
 from __future__ import annotations
 
@@ -42,25 +42,25 @@ def refused(response: Any, status: int, code: str, field: str | None = None) -> 
     return error
 
 
-# --- amounts (R01-R07) --------------------------------------------------------------------------------------
+# --- amounts: canonical text, in range ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("amount", "words"),
     [
-        ("-1.00", "not a plain decimal amount"),  # R01
-        ("0", "out of range"),  # R02
+        ("-1.00", "not a plain decimal amount"),  # negative
+        ("0", "out of range"),  # zero
         ("0.00", "out of range"),
         ("-0.00", "not a plain decimal amount"),
-        ("0.001", "too many decimals for USD"),  # R03
-        ("1e2", "not a plain decimal amount"),  # R04
+        ("0.001", "too many decimals for USD"),  # more decimals than the currency allows
+        ("1e2", "not a plain decimal amount"),  # not plain ASCII decimal text
         (" 10.00 ", "not a plain decimal amount"),
         ("١٠", "not a plain decimal amount"),
         ("１０", "not a plain decimal amount"),
         ("1_000", "not a plain decimal amount"),
-        ("NaN", "not a plain decimal amount"),  # R06
+        ("NaN", "not a plain decimal amount"),  # not a number
         ("Infinity", "not a plain decimal amount"),
-        ("1000000.01", "out of range"),  # R07
+        ("1000000.01", "out of range"),  # over the 1,000,000.00 maximum
         ("", "not a plain decimal amount"),
     ],
 )
@@ -144,7 +144,7 @@ def test_the_browsable_apis_form_names_its_refund_by_its_key_field(
     refused(api.post(url, {"amount": "10.00"}, format="multipart"), 415, "unsupported_media_type")
 
 
-# --- R08, R09: the refundable balance -----------------------------------------------------------------------
+# --- the refundable balance ---------------------------------------------------------------------------------
 
 
 def test_a_refund_up_to_the_remainder_only(
@@ -176,7 +176,7 @@ def test_a_refund_up_to_the_remainder_only(
         "0.00",
     )
     assert len(gateway_calls(emulator, "forex_refund")) == 2  # the refused one never reached Alipay
-    refused(refund(api, trade["id"], {"amount": "0.01"}), 409, "refund_not_allowed")  # R12: fully refunded
+    refused(refund(api, trade["id"], {"amount": "0.01"}), 409, "refund_not_allowed")  # fully refunded
 
 
 def test_a_refund_answer_renders_yen_without_decimals(
@@ -203,7 +203,7 @@ def test_a_refund_of_unknown_outcome_still_counts(
     assert state(trade) == before
 
 
-# --- R10: currency ------------------------------------------------------------------------------------------
+# --- currency -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("currency", ["EUR", "usd", "CNY", "", 840])
@@ -216,18 +216,18 @@ def test_the_refund_currency_is_the_trade_s(
     assert state(trade) == before
 
 
-# --- R11-R13: the trade's state -----------------------------------------------------------------------------
+# --- the trade's state --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("fields", "code", "words"),
     [
-        ({"status": "WAIT_BUYER_PAY", "paid_at": None}, "refund_not_allowed", "has not been paid"),  # R11
+        ({"status": "WAIT_BUYER_PAY", "paid_at": None}, "refund_not_allowed", "has not been paid"),  # unpaid
         (
             {"status": "TRADE_CLOSED", "paid_at": None},
             "refund_not_allowed",
             "closed without being paid",
-        ),  # R12
+        ),  # closed
         ({"status": "TRADE_CLOSED"}, "refund_not_allowed", "closed"),
         ({"refunded_amount": Decimal("100.00")}, "refund_not_allowed", "refunded in full"),
     ],
@@ -265,7 +265,7 @@ def test_no_refund_after_the_refund_window(
     assert state(trade) == before
 
 
-# --- R24: the reason ----------------------------------------------------------------------------------------
+# --- the reason ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -288,7 +288,7 @@ def test_the_reason_fits_alipay_s_field(
     assert state(trade) == before
 
 
-# --- R26: Alipay's night window for synchronous refunds -----------------------------------------------------
+# --- Alipay's night window for synchronous refunds ----------------------------------------------------------
 
 
 def test_a_refund_sent_between_0000_and_0130_beijing_goes_asynchronous(

@@ -1,4 +1,4 @@
-"""REVERSE through the REST API at the Beijing-day boundaries (V01-V06), in three server time zones.
+"""REVERSE through the REST API at the Beijing-day boundaries, in three server time zones.
 
 The domain clock and the emulator's clock stand at the same instant, so the gateway sees the payment and the
 reversal at the times the tests name.

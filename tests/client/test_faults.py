@@ -1,4 +1,4 @@
-"""Gateway faults G01-G13 (reliability catalogue §5.3) against a loopback stub: each ends in a typed error."""
+"""Gateway refusals, bad answers, network faults and clock skew from a loopback stub end in typed errors."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ LOGGER = "django_alipay.protocol.client"
 HANG_GUARD = 10.0
 
 
-# --- G01: is_success=F codes ------------------------------------------------------------------------------
+# --- is_success=F codes -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_unknown_code_is_still_a_typed_refusal(stub, make_client):
     assert "SOMETHING_NEW" in caught.value.description
 
 
-# --- G02: is_success=T with a failed result_code ----------------------------------------------------------
+# --- is_success=T with a failed result_code ---------------------------------------------------------------
 
 
 def test_query_result_fail_is_a_business_error(stub, make_client):
@@ -179,7 +179,7 @@ def test_query_failed_with_system_error_is_a_system_error(stub, make_client):
         make_client(retries=0).overseas_query(partner_trans_id="P1")
 
 
-# --- G03: response signature missing or wrong -------------------------------------------------------------
+# --- response signature missing or wrong ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -229,7 +229,7 @@ def test_rsa2_signed_answer_verifies(stub, make_client):
     assert result.alipay_trans_status == "TRADE_SUCCESS"
 
 
-# --- G04: hostile XML -------------------------------------------------------------------------------------
+# --- hostile XML ------------------------------------------------------------------------------------------
 
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -261,7 +261,7 @@ def test_hostile_xml_is_refused(stub, make_client, body):
     assert time.monotonic() - started < HANG_GUARD
 
 
-# --- G05: truncated, empty, HTML --------------------------------------------------------------------------
+# --- truncated, empty, HTML -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ def test_refund_with_html_answer_is_outcome_unknown_and_not_resent(stub, make_cl
     assert len(stub.requests) == 1
 
 
-# --- G06: charsets ----------------------------------------------------------------------------------------
+# --- charsets ---------------------------------------------------------------------------------------------
 
 
 def test_gbk_declared_answer_with_chinese_text_is_read_correctly(stub, make_client):
@@ -305,7 +305,7 @@ def test_utf8_declared_answer_holding_gbk_bytes_is_refused(stub, make_client):
         make_client(retries=0).single_trade_query(out_trade_no="T1")
 
 
-# --- G07: unknown and duplicated elements -----------------------------------------------------------------
+# --- unknown and duplicated elements ----------------------------------------------------------------------
 
 
 def test_unknown_elements_are_kept_and_ignored(stub, make_client):
@@ -328,7 +328,7 @@ def test_duplicated_field_is_refused(stub, make_client):
         )
 
 
-# --- G08: HTTP 5xx ----------------------------------------------------------------------------------------
+# --- HTTP 5xx ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -363,7 +363,7 @@ def test_query_retries_are_bounded(stub, make_client, sleeps):
     assert len(sleeps) == 2
 
 
-# --- G09: no connection (never sent) ----------------------------------------------------------------------
+# --- no connection (never sent) ---------------------------------------------------------------------------
 
 
 def test_refused_connection_is_a_transport_error(make_client, sleeps):
@@ -410,7 +410,7 @@ def test_dns_failure_is_a_transport_error(make_client):
         client.single_trade_query(out_trade_no="T1")
 
 
-# --- G10: timeout or reset after sending ------------------------------------------------------------------
+# --- timeout or reset after sending -----------------------------------------------------------------------
 
 
 def test_read_timeout_after_sending_is_outcome_unknown_and_refund_not_resent(stub, make_client, sleeps):
@@ -446,7 +446,7 @@ def test_query_after_a_reset_is_retried(stub, make_client):
     assert len(stub.requests) == 2
 
 
-# --- G11: trickling server --------------------------------------------------------------------------------
+# --- trickling server -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("trickle", ["body", "all"])
@@ -459,7 +459,7 @@ def test_trickle_is_cut_at_the_total_deadline(stub, make_client, trickle):
     assert time.monotonic() - started < HANG_GUARD
 
 
-# --- G12: oversized answer --------------------------------------------------------------------------------
+# --- oversized answer -------------------------------------------------------------------------------------
 
 
 def test_announced_oversized_answer_is_refused_before_reading(stub, make_client):
@@ -481,7 +481,7 @@ def test_unannounced_oversized_answer_is_cut_with_bounded_memory(stub, make_clie
     assert peak < 16_000_000
 
 
-# --- G13: clock skew --------------------------------------------------------------------------------------
+# --- clock skew -------------------------------------------------------------------------------------------
 
 
 def test_clock_skew_on_an_expired_timestamp_is_a_configuration_alarm(stub, make_client, caplog):

@@ -1,4 +1,4 @@
-"""Races on PostgreSQL: threads with their own connections must never refund more than was paid (R14)."""
+"""Races on PostgreSQL: threads with their own connections must never refund more than was paid."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Notifications: store first, verify, act once; the N rows of the bad-input catalogue at the domain level."""
+"""Notifications: store first, verify, act once; every kind of bad notification at the domain level."""
 
 from __future__ import annotations
 
@@ -342,17 +342,17 @@ def test_an_order_of_merchant_b_signed_with_merchant_a_s_key_is_refused(
 @pytest.mark.parametrize(
     ("overrides", "flag"),
     [
-        ({"total_fee": "abc"}, "bad_amount"),  # N19
+        ({"total_fee": "abc"}, "bad_amount"),  # not a number
         ({"total_fee": "NaN"}, "bad_amount"),
         ({"total_fee": "Infinity"}, "bad_amount"),
         ({"total_fee": "1e3"}, "bad_amount"),
         ({"total_fee": "1,00"}, "bad_amount"),
-        ({"total_fee": "100.001"}, "bad_amount"),  # N20
-        ({"total_fee": "99.99"}, "amount_mismatch"),  # N21
+        ({"total_fee": "100.001"}, "bad_amount"),  # more decimals than the currency allows
+        ({"total_fee": "99.99"}, "amount_mismatch"),  # not the order's amount
         ({"total_fee": "0.01"}, "amount_mismatch"),
-        ({"currency": "JPY"}, "currency_mismatch"),  # N22
-        ({"seller_id": "2088999999999999"}, "partner_mismatch"),  # N25
-        ({"trade_status": "TRADE_BOGUS"}, "unknown_status"),  # N29
+        ({"currency": "JPY"}, "currency_mismatch"),  # not the order's currency
+        ({"seller_id": "2088999999999999"}, "partner_mismatch"),  # another partner
+        ({"trade_status": "TRADE_BOGUS"}, "unknown_status"),  # an unknown status
         ({"trade_status": "WAIT_SELLER_SEND_GOODS"}, "unknown_status"),
     ],
 )
@@ -560,7 +560,7 @@ def test_a_refund_success_for_another_amount_does_not_settle_the_refund(
     assert accepted_refund.status == RefundStatus.SUBMITTED
 
 
-# --- N40: the same notification twice at once --------------------------------------------------------------
+# --- the same notification twice at once -------------------------------------------------------------------
 
 
 def test_two_identical_notifications_delivered_concurrently_have_one_effect(

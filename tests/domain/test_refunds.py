@@ -1,4 +1,4 @@
-"""Refunds: the bad-input catalogue (R rows) at the domain level, gateway outcomes, exactly-once sending."""
+"""Refunds: bad amounts, states, keys, reasons at the domain level, gateway outcomes, exactly-once sending."""
 
 from __future__ import annotations
 
@@ -191,25 +191,25 @@ def test_a_final_result_is_never_overturned(make_trade: Callable[..., Trade], ga
 @pytest.mark.parametrize(
     "amount",
     [
-        Decimal("-1.00"),  # R01
+        Decimal("-1.00"),  # negative
         "-1.00",
-        "0",  # R02
+        "0",  # zero
         "0.00",
         "-0.00",
         Decimal("0"),
         Decimal("-0.00"),
-        "0.001",  # R03
+        "0.001",  # more decimals than the currency allows
         Decimal("0.001"),
-        "1e2",  # R04
+        "1e2",  # not plain ASCII decimal text
         " 10.00 ",
         "١٠",
         "１０",
         "1_000",
-        10.1,  # R05
-        Decimal("NaN"),  # R06
+        10.1,  # a number, not text
+        Decimal("NaN"),  # not a number
         Decimal("Infinity"),
         "NaN",
-        "1000000.01",  # R07
+        "1000000.01",  # over the 1,000,000.00 maximum
         Decimal("1000000.01"),
     ],
 )
@@ -281,8 +281,8 @@ def test_a_refund_is_in_the_trade_currency(make_trade: Callable[..., Trade], cur
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"status": "WAIT_BUYER_PAY", "paid_at": None}, "has not been paid"),  # R11
-        ({"status": "TRADE_CLOSED", "paid_at": None}, "closed without being paid"),  # R12
+        ({"status": "WAIT_BUYER_PAY", "paid_at": None}, "has not been paid"),  # unpaid
+        ({"status": "TRADE_CLOSED", "paid_at": None}, "closed without being paid"),  # closed
         ({"status": "TRADE_CLOSED", "product": "barcode"}, "closed"),
         ({"refunded_amount": Decimal("100.00")}, "refunded in full"),
     ],

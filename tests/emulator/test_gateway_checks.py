@@ -135,7 +135,7 @@ def test_success_echoes_the_request_without_sign(merchant: Merchant) -> None:
     }
 
 
-# Golden vectors of the protocol notes (8.1 #7 and 8.3 #1): published/recomputed signatures, sent verbatim.
+# Golden vectors: published/recomputed signatures, sent verbatim.
 GOLDEN = [
     (
         "1000000000000000",

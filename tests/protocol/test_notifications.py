@@ -1,4 +1,4 @@
-"""Inbound notifications and return_url requests: the bad-input catalogue rows N01-N17, N33, N37, and more."""
+"""Inbound notifications and return_url requests: bad signatures, charsets, duplicates, shapes, and more."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ ALIPAY_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ALIPAY_DSA = dsa.generate(2048)
 
-# The fields of the official create_forex_trade notification sample (protocol notes §6.2), re-signed here
+# The fields of the official create_forex_trade notification sample, re-signed here
 # with our own key since Alipay's is not published.
 TRADE = {
     "notify_id": "5b89a773c60af059d96b1693dd3b3d6nc1",
@@ -54,7 +54,7 @@ def presign(fields: dict[str, str]) -> str:
 def signed(
     fields: dict[str, str], sign_type: str = "MD5", *, key: object = MD5_KEY, charset: str = "utf-8"
 ) -> dict[str, str]:
-    """The fields plus sign_type and a sign computed from the rules in the protocol notes (§3)."""
+    """The fields plus sign_type and a sign computed by the mapi signing rules."""
     data = presign(fields).encode(charset)
     if sign_type == "MD5":
         sign = hashlib.md5(data + str(key).encode(charset)).hexdigest()
@@ -151,7 +151,7 @@ def test_return_url_query_needs_no_notify_id():
     assert result.notify_id is None
 
 
-# --- N01-N06: signature and sign_type ---------------------------------------------------------------------
+# --- signature and sign_type ------------------------------------------------------------------------------
 
 
 def test_a_missing_sign_is_refused():
@@ -251,7 +251,7 @@ def test_a_misconfigured_key_is_a_configuration_error_not_a_notification_error()
         read(body(signed(TRADE, "RSA2", key=ALIPAY_RSA)), key=MD5_KEY, allowed=("RSA2",))
 
 
-# --- N07-N09: charsets ------------------------------------------------------------------------------------
+# --- charsets ---------------------------------------------------------------------------------------------
 
 CHINESE = {**TRADE, "subject": "测试商品", "body": "中文描述"}
 
@@ -302,7 +302,7 @@ def test_charset_override_in_verify():
     assert caught.value.flag == "bad_charset"
 
 
-# --- N10-N14: parameter pollution and canonicalisation ----------------------------------------------------
+# --- parameter pollution and canonicalisation -------------------------------------------------------------
 
 
 def test_a_duplicate_parameter_with_different_values_is_refused():
@@ -362,7 +362,7 @@ def test_double_encoded_notify_id_is_decoded_once():
     assert notification.notify_id == "RqPnCoPT3K9%2Fvwbh3I"
 
 
-# --- N15-N17: request shape -------------------------------------------------------------------------------
+# --- request shape ----------------------------------------------------------------------------------------
 
 
 def test_an_oversized_body_is_refused():
@@ -402,7 +402,7 @@ def test_form_content_type_with_parameters_is_accepted():
     assert notification.notify_id == TRADE["notify_id"]
 
 
-# --- N33, N37 ---------------------------------------------------------------------------------------------
+# --- notify_id and NUL bytes ------------------------------------------------------------------------------
 
 
 def test_a_missing_notify_id_is_refused():

@@ -207,20 +207,20 @@ def test_the_refund_form_shows_what_is_refundable_and_refunds(
 @pytest.mark.parametrize(
     "amount",
     [
-        "-1.00",  # R01
-        "0",  # R02
+        "-1.00",  # negative
+        "0",  # zero
         "0.00",
         "-0.00",
-        "0.001",  # R03
-        "1e2",  # R04 (a person's surrounding spaces are trimmed in the admin: see below)
+        "0.001",  # more decimals than the currency allows
+        "1e2",  # not plain ASCII text (the admin trims a person's surrounding spaces: see below)
         " 1 0.00",
         "١٠",
         "１０",
         "1_000",
         "10,00",
-        "NaN",  # R06
+        "NaN",  # not a number
         "Infinity",
-        "1000000.01",  # R07
+        "1000000.01",  # over the 1,000,000.00 maximum
         "",
     ],
 )
@@ -262,7 +262,7 @@ def test_more_than_what_remains_is_refused_with_the_remainder(
     assert response.status_code == 200
     assert "40.00 USD" in " ".join(response.context["form"].errors["amount"])
     assert not Refund.objects.exists()
-    assert submit_refund(cashier, trade, "40.00", key="form-key-2").status_code == 302  # R09
+    assert submit_refund(cashier, trade, "40.00", key="form-key-2").status_code == 302  # all that remains
     assert Trade.objects.get(pk=trade.pk).refunded_amount == Decimal("100.00")
 
 
@@ -353,7 +353,7 @@ def test_under_atomic_requests_the_refund_is_still_sent_within_the_request(
     assert Refund.objects.get().status == "succeeded"
 
 
-# --- bulk full refunds (R22) --------------------------------------------------------------------------------
+# --- bulk full refunds: a result for every row --------------------------------------------------------------
 
 
 def test_a_full_refund_of_mixed_trades_reports_every_row(
@@ -502,7 +502,7 @@ def test_an_unreachable_gateway_during_sync_is_a_message(
     assert text.startswith(trade.out_trade_no)
 
 
-# --- permissions, objects, CSRF (R19-R21) -------------------------------------------------------------------
+# --- permissions, the user's own trades, CSRF ---------------------------------------------------------------
 
 
 @pytest.fixture

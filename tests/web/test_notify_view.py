@@ -1,4 +1,4 @@
-"""The notify endpoint end to end through the real view: the N rows of the bad-input catalogue over HTTP."""
+"""The notify endpoint end to end through the real view: every kind of bad notification, over HTTP."""
 
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def test_a_database_failure_is_answered_503_so_that_alipay_retries(
     assert response["Retry-After"] == "30"  # as the API says while the database is down
 
 
-# --- N01-N14: refused before any trust, or canonicalised correctly ------------------------------------------
+# --- signature, sign type, charset, duplicates: refused before any trust, or canonicalised correctly --------
 
 
 def test_a_missing_sign_is_refused(client: Client, merchant: Merchant, unpaid: Trade) -> None:
@@ -327,7 +327,7 @@ def test_unknown_empty_and_encoded_values_verify_and_are_kept_verbatim(
     assert stored["notify_time"] == params["notify_time"]
 
 
-# --- N15-N18: the shape of the request ----------------------------------------------------------------------
+# --- the shape of the request -------------------------------------------------------------------------------
 
 
 def test_a_body_over_the_cap_is_refused_with_metadata_only(
@@ -406,20 +406,20 @@ def test_other_methods_are_405_and_leave_no_record(client: Client, merchant: Mer
     assert not Notification.objects.exists()
 
 
-# --- N19-N29: genuine, but not usable as it is --------------------------------------------------------------
+# --- genuine, but not usable as it is -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("overrides", "flag"),
     [
-        ({"total_fee": "abc"}, "bad_amount"),  # N19
+        ({"total_fee": "abc"}, "bad_amount"),  # not a number
         ({"total_fee": "NaN"}, "bad_amount"),
         ({"total_fee": "1e3"}, "bad_amount"),
-        ({"total_fee": "100.001"}, "bad_amount"),  # N20
-        ({"total_fee": "99.99"}, "amount_mismatch"),  # N21
-        ({"currency": "JPY"}, "currency_mismatch"),  # N22
-        ({"seller_id": "2088000000000999"}, "partner_mismatch"),  # N25
-        ({"trade_status": "TRADE_SOMETHING_NEW"}, "unknown_status"),  # N29
+        ({"total_fee": "100.001"}, "bad_amount"),  # more decimals than the currency allows
+        ({"total_fee": "99.99"}, "amount_mismatch"),  # not the order's amount
+        ({"currency": "JPY"}, "currency_mismatch"),  # not the order's currency
+        ({"seller_id": "2088000000000999"}, "partner_mismatch"),  # another partner
+        ({"trade_status": "TRADE_SOMETHING_NEW"}, "unknown_status"),  # an unknown status
     ],
 )
 def test_genuine_but_unusable_notifications_are_acknowledged_and_change_nothing(
@@ -491,7 +491,7 @@ def test_a_late_success_does_not_reopen_a_closed_trade(
     assert Trade.objects.get(pk=closed.pk).status == "TRADE_CLOSED"
 
 
-# --- N30-N34: notify_verify and notify_id -------------------------------------------------------------------
+# --- notify_verify, notify_id and notify_time ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("answer", [b"false", b"TRUE", b"<html>true</html>", b""])
