@@ -162,7 +162,7 @@ GOLDEN = [
             "sign_type": "MD5",
             "sign": "24abffa396b6400f48346fddf4f1c9f0",
         },
-        # T1 may exist already (test_charsets creates it with vector 8.3 #5): either answer means accepted.
+        # T1 may exist already (test_charsets creates it with the UTF-8 Chinese vector): both mean accepted.
         {"TRADE_NOT_EXIST", "T"},
     ),
 ]
