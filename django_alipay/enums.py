@@ -126,7 +126,7 @@ class ProcessingOutcome(models.TextChoices):
 
 
 class NotificationFlag(models.TextChoices):
-    """Why a notification was rejected or acknowledged without effect (reliability catalogue, N rows)."""
+    """Why a notification was rejected or acknowledged without effect."""
 
     UNKNOWN_MERCHANT = "unknown_merchant", _("The notify URL names no active merchant")
     BODY_TOO_LARGE = "body_too_large", _("The body is larger than the limit")

@@ -120,7 +120,7 @@ class DescribedCharField(serializers.CharField):
 
 @extend_schema_field(_AMOUNT_SCHEMA)
 class AmountField(serializers.Field):
-    """An amount on input: a JSON string, handed to the domain as text; a JSON number is refused (R05)."""
+    """An amount on input: a JSON string, handed to the domain as text; a JSON number (10.1) is refused."""
 
     default_error_messages: ClassVar[dict[str, Any]] = {
         "not_text": _(

@@ -1,6 +1,7 @@
 """Receive Alipay's notifications: store the raw request, verify it, then act on it exactly once.
 
-The pipeline of :func:`receive` (reliability rules 1-3, answer policy §1.6):
+The pipeline of :func:`receive` (verify before trusting, store before acting, act once, and ask
+notify_verify before answering ``success``):
 
 1. **Store** the raw request in its own committed transaction, before anything can go wrong: merchant (from
    the notify URL token), raw bytes, content type, query string, headers that matter, peer address and,

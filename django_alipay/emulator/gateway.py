@@ -1,6 +1,6 @@
 """gateway.do: the gateway's checks in their documented order, dispatch to the services, and fault injection.
 
-Order of the checks (protocol notes, section 9): the service is known (ILLEGAL_SERVICE), the partner is
+Order of the checks, as the gateway makes them: the service is known (ILLEGAL_SERVICE), the partner is
 known (ILLEGAL_PARTNER), the sign type is allowed for that partner (ILLEGAL_SIGN_TYPE), the signature
 holds (ILLEGAL_SIGN), the partner has contracted the service (ILLEGAL_PARTNER_EXTERFACE), the charset is
 supported (ILLEGAL_CHARSET); only then does the service validate its own parameters. Gateway refusals

@@ -192,7 +192,7 @@ def single_trade_query(call: Call) -> Outcome:
 
 
 def trade_fields(trade: Trade) -> dict[str, str]:
-    """The response/trade fields of single_trade_query (protocol notes 5.3)."""
+    """The response/trade fields of single_trade_query."""
     zero = fmt(Decimal(0), trade.currency)
     total = fmt(trade.total_fee, trade.currency)
     paid = trade.status in (SUCCESS, FINISHED)

@@ -177,7 +177,7 @@ def payment_notification_params(trade: Trade) -> dict[str, str]:
     if trade.rmb_fee is not None:
         params["rmb_fee"] = fmt(trade.rmb_fee, "CNY")
     if not trade.is_online:
-        # In-store notifications carry more (protocol notes, section 6.2, QR-code notification fields).
+        # In-store notifications carry more (the fields of the QR-code notification).
         action = {SUCCESS: "payByAccountAction", CLOSED: "closeTradeAction"}.get(trade.status, "")
         if trade.status == CLOSED and trade.close_reason in ("reverse", "cancel") and trade.refunded_amount:
             action = "reverseAction"
@@ -252,7 +252,7 @@ def expire_if_due(trade: Trade, now: datetime) -> Trade:
 def pay_trade(trade: Trade, buyer: Buyer, *, now: datetime, notify: bool = True) -> Trade:
     """The buyer pays: debit the buyer's CNY balance, mark the trade paid, queue the notification.
 
-    Online trades go straight to TRADE_FINISHED, in-store ones to TRADE_SUCCESS (protocol notes 7.1).
+    Online trades go straight to TRADE_FINISHED, in-store ones to TRADE_SUCCESS.
     Raises PaymentRefused with TRADE_HAS_SUCCESS, TRADE_HAS_CLOSE or a buyer code.
     """
     trade = expire_if_due(lock_trade(trade), now)
@@ -353,7 +353,7 @@ def apply_refund(
 
 
 def return_params(trade: Trade) -> dict[str, str]:
-    """The signed parameters of the return_url redirect after an online payment (protocol notes 6.6)."""
+    """The signed parameters of the return_url redirect after an online payment."""
     params = {
         "out_trade_no": trade.out_trade_no,
         "trade_no": trade.trade_no,

@@ -681,7 +681,7 @@ class GatewayClient:
         method = self.notify_verify_method if wire.get("service") == services.NOTIFY_VERIFY.name else None
         if (method or self.http_method) == "GET":
             return "GET", url + separator + urlencode(wire, encoding=self.charset), None, headers
-        # The gateway asks POST callers to name _input_charset in the URL (protocol notes §1.2).
+        # Alipay's gateway documentation asks POST callers to name _input_charset in the URL.
         body_params = {k: v for k, v in wire.items() if k != "_input_charset"}
         target = url + separator + urlencode({"_input_charset": wire["_input_charset"]})
         headers["Content-Type"] = f"application/x-www-form-urlencoded; charset={self.charset}"

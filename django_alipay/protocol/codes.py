@@ -105,7 +105,7 @@ _CATALOG: tuple[ErrorCode, ...] = (
     _gateway("ILLEGAL_ANTI_PHISHING_KEY", "Anti-phishing checks illegal timeframe", _FIX_REQUEST),
     _gateway("ANTI_PHISHING_KEY_TIMEOUT", "Anti-phishing checks timeframe timeout", _FIX_REQUEST),
     _gateway("ILLEGAL_EXTER_INVOKE_IP", "IP Anti-phishing checks illegal IP", _CONTACT_ALIPAY),
-    # Parameter refusals named by SDKs (protocol.md §4.3). INVALID_PARAMETER is the in-store twin of
+    # Parameter refusals named by Alipay's SDKs. INVALID_PARAMETER is the in-store twin of
     # ILLEGAL_ARGUMENT and sits in the same gateway table, so it shares its category.
     _gateway("INVALID_PARAMETER", "A parameter is missing or has a wrong value.", _FIX_REQUEST),
     _gateway(
@@ -140,7 +140,7 @@ _CATALOG: tuple[ErrorCode, ...] = (
         _CONTACT_ALIPAY,
         retryable=False,
     ),
-    # Business errors of the services (protocol.md §5).
+    # Business errors of the services, as their documentation names them.
     _business(
         "TRADE_NOT_EXIST",
         "Trade not exist. out_trade_no or Alipay trade_no is incorrect",
@@ -341,7 +341,7 @@ class TradeStatus(_CatalogEnum):
 
     @property
     def is_lifecycle(self) -> bool:
-        """True for the four statuses cross-border trades move through (protocol.md §7.1)."""
+        """True for the four statuses cross-border trades move through."""
         return self in _RANK
 
     @property
@@ -388,7 +388,7 @@ def parse_trade_status(text: object, *, parameter: str = "trade_status") -> Trad
 
 
 def can_transition(old: TradeStatus | str, new: TradeStatus | str) -> bool:
-    """True when a trade in status ``old`` may move to ``new`` (forward only, protocol.md §7.1).
+    """True when a trade in status ``old`` may move to ``new`` (forward only).
 
     Allowed: WAIT_BUYER_PAY -> TRADE_SUCCESS / TRADE_FINISHED / TRADE_CLOSED, and TRADE_SUCCESS ->
     TRADE_FINISHED / TRADE_CLOSED. A repeat of the same status is not a transition (False); nor is anything

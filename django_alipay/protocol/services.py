@@ -92,7 +92,7 @@ RESERVED: Final = frozenset({"service", "partner", "_input_charset", "sign", "si
 _PARTNER = re.compile(r"[0-9]{16}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 # Merchant and Alipay identifiers: printable ASCII without spaces, so that a full-width look-alike never
-# travels as an order number (reliability catalogue N38).
+# travels as an order number.
 _ID = re.compile(r"[\x21-\x7e]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DIGITS = re.compile(r"(0|[1-9][0-9]*)")
@@ -103,7 +103,7 @@ _EPOCH_SECONDS_DIGITS: Final = 10
 
 WEB_TIMEOUT_RULES: Final = ("5m", "10m", "15m", "30m", "1h", "2h", "3h", "5h", "10h", "12h", "1d")
 WAP_TIMEOUT_RULES: Final = (*WEB_TIMEOUT_RULES, "3d", "7d", "15d")
-#: Currencies spot.pay accepts (protocol notes §5.6, global cn page).
+#: Currencies spot.pay accepts, as Alipay's cross-border documentation lists them.
 SPOT_PAY_CURRENCIES: Final = (
     "GBP", "HKD", "USD", "SGD", "JPY", "CAD", "AUD", "EUR", "NZD", "KRW", "THB", "CHF", "SEK", "DKK", "NOK",
     "MYR", "IDR", "PHP", "MUR", "ILS", "LKR", "RUB", "AED", "CZK", "ZAR", "CNY",
@@ -337,7 +337,7 @@ def _json_to_wire(p: Param, value: object) -> str:
     else:
         raise _invalid(p.name, f"must be a dict, a list or JSON text, not {type(value).__name__}")
     if p.quotes_to_apostrophes:
-        # Alipay's demos send split_fund_info with ' for ", since " is not allowed in values (§1.2, §5.1).
+        # Alipay's demos send split_fund_info with ' for ", since " is not allowed in values.
         text = text.replace('"', "'")
     return text
 
@@ -377,7 +377,7 @@ def _check_url(p: Param, text: str) -> None:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise _invalid(p.name, "must be an absolute http(s) URL")
-    # The gateway documents notify_url/return_url without custom parameters (protocol notes §2).
+    # The gateway documents notify_url/return_url without custom parameters.
     if parts.query or parts.fragment:
         raise _invalid(p.name, "must not carry a query string or fragment (no custom parameters)")
 
@@ -537,7 +537,7 @@ def _trade_information_check(wire: dict[str, str], ctx: _Context) -> None:
 
 
 def _not_cny(wire: dict[str, str], ctx: _Context) -> None:
-    # forex_refund: "currency ... never CNY, even with return_rmb_amount" (protocol notes §5.4).
+    # forex_refund's documentation: "currency ... never CNY, even with return_rmb_amount".
     if wire.get("currency") == "CNY":
         raise _invalid(
             "currency", "is the foreign currency of the payment, never CNY (use return_rmb_amount)"

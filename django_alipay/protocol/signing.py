@@ -1,6 +1,6 @@
 """Build the mapi pre-sign string and sign or verify it with MD5, RSA (SHA-1), RSA2 (SHA-256) or DSA.
 
-The rules (protocol notes, section 3): take every parameter except ``sign`` and ``sign_type``, drop empty
+The rules of the mapi signature: take every parameter except ``sign`` and ``sign_type``, drop empty
 values, sort by name in byte order, join ``name=value`` with ``&`` using the raw decoded values, turn the
 result into bytes with the request's ``_input_charset``, then
 

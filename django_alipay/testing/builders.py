@@ -243,7 +243,7 @@ def build_return_query(
 
 
 def _response_element(service: str) -> str:
-    # In-store services answer inside <alipay>, the online query inside <trade> (protocol notes, section 4).
+    # In-store services answer inside <alipay>, the online query inside <trade>.
     return "alipay" if service.startswith("alipay.") else "trade"
 
 

@@ -1,4 +1,4 @@
-"""R14 through the REST API on PostgreSQL: racing partial refunds never refund more than was paid."""
+"""The REST API on PostgreSQL: racing partial refunds never refund more than was paid."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def race(trade_id: int, user: Any, amounts: list[str]) -> list[Any]:
     return [answers[index] for index in range(len(amounts))]
 
 
-def test_r14_two_partial_refunds_exceeding_the_rest_one_201_one_409(
+def test_two_partial_refunds_exceeding_the_rest_one_201_one_409(
     paid_online: Callable[..., dict[str, Any]], admin_user: Any, emulator: str
 ) -> None:
     for _ in range(ROUNDS):
@@ -63,7 +63,7 @@ def test_r14_two_partial_refunds_exceeding_the_rest_one_201_one_409(
     assert len(gateway_calls(emulator, "forex_refund")) == ROUNDS
 
 
-def test_r14_many_racing_refunds_add_up_to_at_most_the_paid_amount(
+def test_many_racing_refunds_add_up_to_at_most_the_paid_amount(
     paid_online: Callable[..., dict[str, Any]], admin_user: Any
 ) -> None:
     trade = paid_online("10.00")

@@ -1,4 +1,4 @@
-"""The Idempotency-Key of refund requests (R15-R17): one refund and one gateway call per key."""
+"""The Idempotency-Key of refund requests: one refund and one gateway call per key."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def refunds_sent(emulator: str) -> list[str]:
     return [call["params"]["out_return_no"] for call in gateway_calls(emulator, "forex_refund")]
 
 
-def test_r15_the_same_key_and_body_replays_the_first_answer(
+def test_the_same_key_and_body_replays_the_first_answer(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str
 ) -> None:
     trade = paid_online()
@@ -42,7 +42,7 @@ def test_r15_the_same_key_and_body_replays_the_first_answer(
     assert Trade.objects.get(pk=trade["id"]).refunded_amount == 10
 
 
-def test_r15_equivalent_bodies_are_the_same_request(
+def test_equivalent_bodies_are_the_same_request(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str
 ) -> None:
     # The key names the refund (trade, amount, reason); "10.0" is 10.00 and the trade's currency is implied.
@@ -54,7 +54,7 @@ def test_r15_equivalent_bodies_are_the_same_request(
     assert len(refunds_sent(emulator)) == 1
 
 
-def test_r15_a_double_click_sent_at_once_refunds_once(
+def test_a_double_click_sent_at_once_refunds_once(
     paid_online: Callable[..., dict[str, Any]], admin_user: Any, emulator: str
 ) -> None:
     trade = paid_online()
@@ -91,7 +91,7 @@ def test_r15_a_double_click_sent_at_once_refunds_once(
     [{"amount": "10.01"}, {"amount": "10.00", "reason": "another reason"}],
     ids=["amount", "reason"],
 )
-def test_r16_the_same_key_with_other_parameters_is_refused(
+def test_the_same_key_with_other_parameters_is_refused(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str, changed: dict[str, str]
 ) -> None:
     trade = paid_online()
@@ -110,7 +110,7 @@ def test_r16_the_same_key_with_other_parameters_is_refused(
     assert len(refunds_sent(emulator)) == 1
 
 
-def test_r16_a_key_belongs_to_one_trade(
+def test_a_key_belongs_to_one_trade(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str
 ) -> None:
     first, second = paid_online(), paid_online()
@@ -127,7 +127,7 @@ def test_r16_a_key_belongs_to_one_trade(
     [None, "", "k" * 256, "clé-non-ascii", "with space", "tab\there"],
     ids=["missing", "empty", "256-chars", "non-ascii", "space", "control-char"],
 )
-def test_r17_a_missing_or_malformed_key_is_refused(
+def test_a_missing_or_malformed_key_is_refused(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str, key: str | None
 ) -> None:
     trade = paid_online()
@@ -144,7 +144,7 @@ def test_r17_a_missing_or_malformed_key_is_refused(
     assert refunds_sent(emulator) == []
 
 
-def test_r17_a_key_of_255_printable_characters_is_accepted(
+def test_a_key_of_255_printable_characters_is_accepted(
     api: APIClient, paid_online: Callable[..., dict[str, Any]]
 ) -> None:
     trade = paid_online()

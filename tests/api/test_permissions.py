@@ -1,4 +1,4 @@
-"""Who may do what through the REST API (R19, R20): credentials, permissions, and each user's merchants."""
+"""Who may do what through the REST API: credentials, permissions, and each user's merchants."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ def writes(client: APIClient, trade: Trade) -> dict[str, Any]:
     }
 
 
-# --- R20: credentials and permissions -----------------------------------------------------------------------
+# --- credentials and permissions ----------------------------------------------------------------------------
 
 
-def test_r20_without_credentials_nothing_is_shown_or_done(make_trade: Callable[..., Trade]) -> None:
+def test_without_credentials_nothing_is_shown_or_done(make_trade: Callable[..., Trade]) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
     anonymous = APIClient()
     before = state()
@@ -60,7 +60,7 @@ def test_r20_without_credentials_nothing_is_shown_or_done(make_trade: Callable[.
     assert state() == before
 
 
-def test_r20_wrong_basic_credentials_are_refused(admin_user: Any, shop: Merchant) -> None:
+def test_wrong_basic_credentials_are_refused(admin_user: Any, shop: Merchant) -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"admin:wrong").decode())
     response = client.get(f"{API}trades/")
@@ -70,7 +70,7 @@ def test_r20_wrong_basic_credentials_are_refused(admin_user: Any, shop: Merchant
     assert client.get(f"{API}trades/").status_code == 200
 
 
-def test_r20_staff_without_the_permissions_are_refused(
+def test_staff_without_the_permissions_are_refused(
     make_user: Callable[..., Any], make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
@@ -94,7 +94,7 @@ def test_r20_staff_without_the_permissions_are_refused(
     assert clerk.get(f"{API}trades/{trade.pk}/").status_code == 200  # seeing is allowed
 
 
-def test_r20_each_permission_opens_its_own_action_only(
+def test_each_permission_opens_its_own_action_only(
     make_user: Callable[..., Any], paid_in_store: Callable[..., dict[str, Any]]
 ) -> None:
     trade = paid_in_store()
@@ -106,7 +106,7 @@ def test_r20_each_permission_opens_its_own_action_only(
     assert reverser.post(f"{API}trades/{trade['id']}/reverse/", {}, format="json").status_code == 409
 
 
-def test_r20_a_user_who_is_not_staff_is_refused_by_default(
+def test_a_user_who_is_not_staff_is_refused_by_default(
     make_user: Callable[..., Any], make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade()
@@ -142,7 +142,7 @@ def test_a_permission_class_setting_that_names_no_permission_is_a_clear_error(
     assert "API_PERMISSION_CLASSES" in response.json()["error"]["message"]
 
 
-# --- R19: each user sees their own merchants only -----------------------------------------------------------
+# --- each user sees their own merchants only ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def grants(settings: Any) -> Iterator[set[tuple[int, str, int]]]:
     MerchantGrants.grants = set()
 
 
-def test_r19_another_merchant_s_trades_do_not_exist_for_a_user(
+def test_another_merchant_s_trades_do_not_exist_for_a_user(
     make_user: Callable[..., Any],
     make_trade: Callable[..., Trade],
     make_merchant: Callable[..., Merchant],
@@ -199,7 +199,7 @@ def test_r19_another_merchant_s_trades_do_not_exist_for_a_user(
     )
 
 
-def test_r19_a_user_with_no_merchant_sees_nothing(
+def test_a_user_with_no_merchant_sees_nothing(
     make_user: Callable[..., Any], make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade()

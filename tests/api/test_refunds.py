@@ -1,4 +1,4 @@
-"""Refunds through the REST API: the bad-input catalogue (R rows), refusals, listing, and the error body."""
+"""Refunds through the REST API: bad amounts, keys and reasons, refusals, listing, and the error body."""
 
 from __future__ import annotations
 
@@ -42,29 +42,29 @@ def refused(response: Any, status: int, code: str, field: str | None = None) -> 
     return error
 
 
-# --- amounts (R01-R07) --------------------------------------------------------------------------------------
+# --- amounts: canonical text, in range ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("amount", "words"),
     [
-        ("-1.00", "not a plain decimal amount"),  # R01
-        ("0", "out of range"),  # R02
+        ("-1.00", "not a plain decimal amount"),  # negative
+        ("0", "out of range"),  # zero
         ("0.00", "out of range"),
         ("-0.00", "not a plain decimal amount"),
-        ("0.001", "too many decimals for USD"),  # R03
-        ("1e2", "not a plain decimal amount"),  # R04
+        ("0.001", "too many decimals for USD"),  # more decimals than the currency allows
+        ("1e2", "not a plain decimal amount"),  # not plain ASCII decimal text
         (" 10.00 ", "not a plain decimal amount"),
         ("١٠", "not a plain decimal amount"),
         ("１０", "not a plain decimal amount"),
         ("1_000", "not a plain decimal amount"),
-        ("NaN", "not a plain decimal amount"),  # R06
+        ("NaN", "not a plain decimal amount"),  # not a number
         ("Infinity", "not a plain decimal amount"),
-        ("1000000.01", "out of range"),  # R07
+        ("1000000.01", "out of range"),  # over the 1,000,000.00 maximum
         ("", "not a plain decimal amount"),
     ],
 )
-def test_r01_to_r07_amounts_must_be_canonical_text_in_range(
+def test_amounts_must_be_canonical_text_in_range(
     api: APIClient, make_trade: Callable[..., Trade], amount: str, words: str
 ) -> None:
     trade = make_trade(amount=Decimal("100.00"))
@@ -74,16 +74,14 @@ def test_r01_to_r07_amounts_must_be_canonical_text_in_range(
     assert state(trade) == before
 
 
-def test_r03_the_message_says_usd_allows_two_decimals(
-    api: APIClient, make_trade: Callable[..., Trade]
-) -> None:
+def test_the_message_says_usd_allows_two_decimals(api: APIClient, make_trade: Callable[..., Trade]) -> None:
     trade = make_trade()
     error = refused(refund(api, trade.pk, {"amount": "0.001"}), 400, "invalid_amount", "amount")
     assert "at most 2 decimals" in error["message"]
 
 
 @pytest.mark.parametrize("currency", ["JPY", "KRW"])
-def test_r03_yen_and_won_take_no_decimals(
+def test_yen_and_won_take_no_decimals(
     api: APIClient, make_trade: Callable[..., Trade], currency: str
 ) -> None:
     trade = make_trade(amount=Decimal("1000"), currency=currency)
@@ -94,7 +92,7 @@ def test_r03_yen_and_won_take_no_decimals(
     assert state(trade) == before
 
 
-def test_r07_the_refund_maximum_applies_even_to_a_larger_in_store_payment(
+def test_the_refund_maximum_applies_even_to_a_larger_in_store_payment(
     api: APIClient, make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS", amount=Decimal("5000000.00"))
@@ -102,7 +100,7 @@ def test_r07_the_refund_maximum_applies_even_to_a_larger_in_store_payment(
 
 
 @pytest.mark.parametrize("amount", [10.1, 10, 1e2, None, True, {"value": "10.00"}])
-def test_r05_a_json_number_is_not_an_amount(
+def test_a_json_number_is_not_an_amount(
     api: APIClient, make_trade: Callable[..., Trade], amount: Any
 ) -> None:
     trade = make_trade()
@@ -146,10 +144,10 @@ def test_the_browsable_apis_form_names_its_refund_by_its_key_field(
     refused(api.post(url, {"amount": "10.00"}, format="multipart"), 415, "unsupported_media_type")
 
 
-# --- R08, R09: the refundable balance -----------------------------------------------------------------------
+# --- the refundable balance ---------------------------------------------------------------------------------
 
 
-def test_r08_r09_a_refund_up_to_the_remainder_only(
+def test_a_refund_up_to_the_remainder_only(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], emulator: str
 ) -> None:
     trade = paid_online("100.00")
@@ -178,7 +176,7 @@ def test_r08_r09_a_refund_up_to_the_remainder_only(
         "0.00",
     )
     assert len(gateway_calls(emulator, "forex_refund")) == 2  # the refused one never reached Alipay
-    refused(refund(api, trade["id"], {"amount": "0.01"}), 409, "refund_not_allowed")  # R12: fully refunded
+    refused(refund(api, trade["id"], {"amount": "0.01"}), 409, "refund_not_allowed")  # fully refunded
 
 
 def test_a_refund_answer_renders_yen_without_decimals(
@@ -191,7 +189,7 @@ def test_a_refund_answer_renders_yen_without_decimals(
     assert api.get(f"{API}trades/{trade['id']}/").json()["refundable_amount"] == "700"
 
 
-def test_r23_a_refund_of_unknown_outcome_still_counts(
+def test_a_refund_of_unknown_outcome_still_counts(
     api: APIClient, make_trade: Callable[..., Trade], shop: Merchant
 ) -> None:
     trade = make_trade(refund_pending_amount=Decimal("60.00"))
@@ -205,11 +203,11 @@ def test_r23_a_refund_of_unknown_outcome_still_counts(
     assert state(trade) == before
 
 
-# --- R10: currency ------------------------------------------------------------------------------------------
+# --- currency -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("currency", ["EUR", "usd", "CNY", "", 840])
-def test_r10_the_refund_currency_is_the_trade_s(
+def test_the_refund_currency_is_the_trade_s(
     api: APIClient, make_trade: Callable[..., Trade], currency: Any
 ) -> None:
     trade = make_trade()
@@ -218,23 +216,23 @@ def test_r10_the_refund_currency_is_the_trade_s(
     assert state(trade) == before
 
 
-# --- R11-R13: the trade's state -----------------------------------------------------------------------------
+# --- the trade's state --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("fields", "code", "words"),
     [
-        ({"status": "WAIT_BUYER_PAY", "paid_at": None}, "refund_not_allowed", "has not been paid"),  # R11
+        ({"status": "WAIT_BUYER_PAY", "paid_at": None}, "refund_not_allowed", "has not been paid"),  # unpaid
         (
             {"status": "TRADE_CLOSED", "paid_at": None},
             "refund_not_allowed",
             "closed without being paid",
-        ),  # R12
+        ),  # closed
         ({"status": "TRADE_CLOSED"}, "refund_not_allowed", "closed"),
         ({"refunded_amount": Decimal("100.00")}, "refund_not_allowed", "refunded in full"),
     ],
 )
-def test_r11_r12_only_a_paid_open_trade_is_refunded(
+def test_only_a_paid_open_trade_is_refunded(
     api: APIClient, make_trade: Callable[..., Trade], fields: dict[str, Any], code: str, words: str
 ) -> None:
     trade = make_trade(**fields)
@@ -244,7 +242,7 @@ def test_r11_r12_only_a_paid_open_trade_is_refunded(
     assert state(trade) == before
 
 
-def test_r12_a_reversed_trade_is_not_refunded(
+def test_a_reversed_trade_is_not_refunded(
     api: APIClient, make_trade: Callable[..., Trade], shop: Merchant
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
@@ -256,7 +254,7 @@ def test_r12_a_reversed_trade_is_not_refunded(
     assert "reversed" in error["message"]
 
 
-def test_r13_no_refund_after_the_refund_window(
+def test_no_refund_after_the_refund_window(
     api: APIClient, make_trade: Callable[..., Trade], settings: Any
 ) -> None:
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_WINDOW_DAYS": 90}
@@ -267,7 +265,7 @@ def test_r13_no_refund_after_the_refund_window(
     assert state(trade) == before
 
 
-# --- R24: the reason ----------------------------------------------------------------------------------------
+# --- the reason ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -280,7 +278,7 @@ def test_r13_no_refund_after_the_refund_window(
         ("web", 42, "JSON string"),
     ],
 )
-def test_r24_the_reason_fits_alipay_s_field(
+def test_the_reason_fits_alipay_s_field(
     api: APIClient, make_trade: Callable[..., Trade], product: str, reason: Any, words: str
 ) -> None:
     trade = make_trade(product=product, status="TRADE_SUCCESS")
@@ -290,10 +288,10 @@ def test_r24_the_reason_fits_alipay_s_field(
     assert state(trade) == before
 
 
-# --- R26: Alipay's night window for synchronous refunds -----------------------------------------------------
+# --- Alipay's night window for synchronous refunds ----------------------------------------------------------
 
 
-def test_r26_a_refund_sent_between_0000_and_0130_beijing_goes_asynchronous(
+def test_a_refund_sent_between_0000_and_0130_beijing_goes_asynchronous(
     api: APIClient, paid_online: Callable[..., dict[str, Any]], fixed_clock: Any, emulator: str
 ) -> None:
     trade = paid_online()

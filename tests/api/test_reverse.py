@@ -1,4 +1,4 @@
-"""REVERSE through the REST API at the Beijing-day boundaries (V01-V06), in three server time zones.
+"""REVERSE through the REST API at the Beijing-day boundaries, in three server time zones.
 
 The domain clock and the emulator's clock stand at the same instant, so the gateway sees the payment and the
 reversal at the times the tests name.
@@ -67,7 +67,7 @@ def unpaid_qr_order(api: APIClient) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v01_a_payment_is_reversed_at_235959_beijing_the_same_day(
+def test_a_payment_is_reversed_at_235959_beijing_the_same_day(
     zone: str,
     api: APIClient,
     stand_at: Callable[[datetime], None],
@@ -92,7 +92,7 @@ def test_v01_a_payment_is_reversed_at_235959_beijing_the_same_day(
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
 @pytest.mark.parametrize("now", [(2024, 5, 2, 0, 0, 0), (2024, 5, 2, 0, 0, 1)], ids=["000000", "000001"])
-def test_v02_the_next_beijing_day_is_refused_with_the_advice_to_refund(
+def test_the_next_beijing_day_is_refused_with_the_advice_to_refund(
     zone: str,
     now: tuple[int, ...],
     api: APIClient,
@@ -119,7 +119,7 @@ def test_v02_the_next_beijing_day_is_refused_with_the_advice_to_refund(
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v03_an_unpaid_order_from_2350_is_cancelled_until_0005(
+def test_an_unpaid_order_from_2350_is_cancelled_until_0005(
     zone: str, api: APIClient, stand_at: Callable[[datetime], None], emulator: str
 ) -> None:
     with override_settings(TIME_ZONE=zone):
@@ -140,7 +140,7 @@ def test_v03_an_unpaid_order_from_2350_is_cancelled_until_0005(
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v03_an_unpaid_order_from_2350_is_not_cancelled_at_001501(
+def test_an_unpaid_order_from_2350_is_not_cancelled_at_001501(
     zone: str, api: APIClient, stand_at: Callable[[datetime], None], emulator: str
 ) -> None:
     with override_settings(TIME_ZONE=zone):
@@ -157,7 +157,7 @@ def test_v03_an_unpaid_order_from_2350_is_not_cancelled_at_001501(
     assert gateway_calls(emulator, CANCEL) == []
 
 
-def test_v05_a_partly_refunded_trade_is_refunded_not_reversed(
+def test_a_partly_refunded_trade_is_refunded_not_reversed(
     api: APIClient,
     stand_at: Callable[[datetime], None],
     paid_in_store: Callable[..., dict[str, Any]],
@@ -178,7 +178,7 @@ def test_v05_a_partly_refunded_trade_is_refunded_not_reversed(
     assert gateway_calls(emulator, CANCEL) == []
 
 
-def test_v06_reversing_twice_answers_with_the_first_reversal(
+def test_reversing_twice_answers_with_the_first_reversal(
     api: APIClient,
     stand_at: Callable[[datetime], None],
     paid_in_store: Callable[..., dict[str, Any]],

@@ -195,7 +195,7 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}/gateway.do"
 
 
-# --- XML answers, built by hand from the protocol notes (§4), signed independently of the library ---------
+# --- XML answers, built by hand from the documented answer shapes, signed independently of the library ----
 
 
 def presign(fields: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ from django_alipay.protocol.errors import (
 )
 from tests.client.stub import MD5_KEY, PARTNER, Canned, md5_sign, xml_failure, xml_success
 
-# protocol notes §8.1: chloerei's published MD5 vectors (key and partner of that test suite).
+# chloerei's published MD5 vectors (key and partner of that test suite).
 VECTOR_KEY = "10000000000000000000000000000000"
 VECTOR_PARTNER = "1000000000000000"
 

@@ -1,4 +1,4 @@
-"""Races on PostgreSQL: threads with their own connections must never refund more than was paid (R14)."""
+"""Races on PostgreSQL: threads with their own connections must never refund more than was paid."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ ROUNDS = 100
 AMOUNTS = [Decimal(text) for text in ("0.50", "1.00", "1.50", "0.70", "2.30")]
 
 
-def test_r14_twenty_threads_racing_partial_refunds_never_exceed_the_paid_amount(
+def test_twenty_threads_racing_partial_refunds_never_exceed_the_paid_amount(
     postgresql: None, make_trade: Callable[..., Trade], recorded_dispatch: list[int]
 ) -> None:
     barrier = threading.Barrier(THREADS + 1)

@@ -40,7 +40,7 @@ def paid_in_store(make_trade: Callable[..., Trade]) -> Callable[[datetime], Trad
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v01_a_trade_paid_at_235959_beijing_is_reversed_the_same_second(
+def test_a_trade_paid_at_235959_beijing_is_reversed_the_same_second(
     zone: str, paid_in_store: Callable[[datetime], Trade], fixed_clock: Any, gateway: FakeGateway
 ) -> None:
     with override_settings(TIME_ZONE=zone):
@@ -58,7 +58,7 @@ def test_v01_a_trade_paid_at_235959_beijing_is_reversed_the_same_second(
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
 @pytest.mark.parametrize("now", [(2024, 5, 2, 0, 0, 0), (2024, 5, 2, 0, 0, 1)])
-def test_v02_the_next_beijing_day_is_refused_without_a_gateway_call(
+def test_the_next_beijing_day_is_refused_without_a_gateway_call(
     zone: str,
     now: tuple[int, ...],
     paid_in_store: Callable[[datetime], Trade],
@@ -80,7 +80,7 @@ def test_v02_the_next_beijing_day_is_refused_without_a_gateway_call(
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v02_a_payment_made_just_after_midnight_beijing_counts_as_that_day(
+def test_a_payment_made_just_after_midnight_beijing_counts_as_that_day(
     zone: str, paid_in_store: Callable[[datetime], Trade], fixed_clock: Any, recorded_dispatch: list[int]
 ) -> None:
     # 00:00:00 Beijing is 16:00:00Z of the previous UTC day, and 09:00 the previous day in Los Angeles.
@@ -92,7 +92,7 @@ def test_v02_a_payment_made_just_after_midnight_beijing_counts_as_that_day(
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v03_an_unpaid_order_created_at_2350_can_be_cancelled_until_0005(
+def test_an_unpaid_order_created_at_2350_can_be_cancelled_until_0005(
     zone: str, make_trade: Callable[..., Trade], fixed_clock: Any, gateway: FakeGateway
 ) -> None:
     with override_settings(TIME_ZONE=zone):
@@ -110,7 +110,7 @@ def test_v03_an_unpaid_order_created_at_2350_can_be_cancelled_until_0005(
 
 
 @pytest.mark.parametrize("zone", SERVER_ZONES)
-def test_v03_an_unpaid_order_created_at_2350_cannot_be_cancelled_at_001501(
+def test_an_unpaid_order_created_at_2350_cannot_be_cancelled_at_001501(
     zone: str, make_trade: Callable[..., Trade], fixed_clock: Any, gateway: FakeGateway
 ) -> None:
     with override_settings(TIME_ZONE=zone):
@@ -125,7 +125,7 @@ def test_v03_an_unpaid_order_created_at_2350_cannot_be_cancelled_at_001501(
     assert gateway.calls == []
 
 
-def test_v05_a_partly_refunded_trade_cannot_be_reversed(
+def test_a_partly_refunded_trade_cannot_be_reversed(
     paid_in_store: Callable[[datetime], Trade], fixed_clock: Any, gateway: FakeGateway
 ) -> None:
     fixed_clock(beijing(2024, 5, 1, 18, 0))
@@ -138,7 +138,7 @@ def test_v05_a_partly_refunded_trade_cannot_be_reversed(
     assert gateway.called("alipay.acquire.cancel") == []
 
 
-def test_v05_a_pending_refund_also_blocks_a_reversal(
+def test_a_pending_refund_also_blocks_a_reversal(
     paid_in_store: Callable[[datetime], Trade], fixed_clock: Any, recorded_dispatch: list[int]
 ) -> None:
     fixed_clock(beijing(2024, 5, 1, 18, 0))
@@ -148,7 +148,7 @@ def test_v05_a_pending_refund_also_blocks_a_reversal(
         refunds.reverse(trade)
 
 
-def test_v06_reversing_twice_returns_the_first_reversal_and_calls_once(
+def test_reversing_twice_returns_the_first_reversal_and_calls_once(
     paid_in_store: Callable[[datetime], Trade], fixed_clock: Any, gateway: FakeGateway
 ) -> None:
     fixed_clock(beijing(2024, 5, 1, 18, 0))

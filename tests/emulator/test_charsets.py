@@ -65,7 +65,7 @@ def test_signing_other_bytes_than_the_declared_charset_fails(merchant: Merchant)
 
 
 def test_the_md5_vectors_for_gbk_and_utf8_differ_and_both_verify(emu: EmulatorProcess) -> None:
-    # Protocol notes 8.3 #5 and #6: the same Chinese parameters, signed as UTF-8 and as GBK.
+    # Golden vectors: the same Chinese parameters, signed as UTF-8 and as GBK.
     emu.control("partners", {"partner": "2088101122136241", "md5_key": "760bdzec6y9goq7ctyx96ezkz78287de"})
     # Both vectors name T1: the second is the same order, which this knob value lets through to the cashier.
     emu.control("config", {"duplicate_trade": "resume_identical"})

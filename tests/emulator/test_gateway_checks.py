@@ -135,7 +135,7 @@ def test_success_echoes_the_request_without_sign(merchant: Merchant) -> None:
     }
 
 
-# Golden vectors of the protocol notes (8.1 #7 and 8.3 #1): published/recomputed signatures, sent verbatim.
+# Golden vectors: published/recomputed signatures, sent verbatim.
 GOLDEN = [
     (
         "1000000000000000",
@@ -162,7 +162,7 @@ GOLDEN = [
             "sign_type": "MD5",
             "sign": "24abffa396b6400f48346fddf4f1c9f0",
         },
-        # T1 may exist already (test_charsets creates it with vector 8.3 #5): either answer means accepted.
+        # T1 may exist already (test_charsets creates it with the UTF-8 Chinese vector): both mean accepted.
         {"TRADE_NOT_EXIST", "T"},
     ),
 ]

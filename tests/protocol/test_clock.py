@@ -54,7 +54,7 @@ def test_beijing_is_asia_shanghai():
     assert utc(2024, 3, 1).astimezone(BEIJING).utcoffset() == timedelta(hours=8)
 
 
-# --- the REVERSE day boundary (reliability §2.6) --------------------------------------------------
+# --- the REVERSE day boundary: same Beijing day only ----------------------------------------------
 
 
 def test_last_second_of_a_beijing_day_in_utc():

@@ -61,7 +61,7 @@ SEED_SYSTEM_ERRORS = [
 # Listed in both seed tables, with two wordings.
 EXTERFACE_IS_CLOSED_WORDINGS = ["API is closed", "The interface has been closed."]
 
-# Service errors named in the protocol specification (§4.3, §5), with the category each belongs to.
+# Service errors named in Alipay's documentation of the services, with the category each belongs to.
 SPEC_ERRORS = {
     "TRADE_NOT_EXIST": "business",
     "PURCHASE_TRADE_NOT_EXIST": "business",

@@ -36,7 +36,7 @@ def capture(name: str) -> bytes:
     return (DATA / name).read_bytes()
 
 
-# --- protocol spec §8.3 vector 4: a spot-pay style response/alipay block signed with MD5
+# --- golden vector: a spot-pay style response/alipay block signed with MD5
 
 VECTOR4_KEY = "760bdzec6y9goq7ctyx96ezkz78287de"
 VECTOR4_SIGN = "8421951da0bbbf045c9265ed78748f93"
@@ -85,7 +85,7 @@ def spot_pay_body(
 
 
 def presign(fields: dict[str, str]) -> str:
-    """The spec §3.1 pre-sign string, written here independently of the library."""
+    """The mapi pre-sign string, written here independently of the library."""
     kept = {k: v for k, v in fields.items() if k not in ("sign", "sign_type") and v != ""}
     return "&".join(f"{k}={kept[k]}" for k in sorted(kept, key=lambda name: name.encode()))
 
@@ -94,7 +94,7 @@ def xml_escape(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-# --- §8.7 captures, structure only
+# --- captured answers, structure only
 
 
 def test_gbk_declared_overseas_query_capture_is_read_with_its_chinese_text():
@@ -265,7 +265,7 @@ def test_failed_response_with_a_stray_signature_is_not_verified(rsa_keys):
     assert response.sign_verified is None
 
 
-# --- §8.3 vector 4 and §4.2: what the response signature covers
+# --- what the response signature covers
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "GBK"])
@@ -456,7 +456,7 @@ def test_rsa_signed_response_round_trips(rsa_keys, sign_type, charset):
     assert response.sign_verified is True
     assert response.fields == QUERY_FIELDS
     assert response.sign_type == sign_type
-    # Spec §3.4/§4.2, checked without the library: the signature is over the sorted fields in the charset.
+    # Checked without the library: the signature is over the sorted fields in the charset.
     assert response.sign is not None
     pair.public.verify(
         base64.b64decode(response.sign, validate=True),
@@ -588,7 +588,7 @@ def test_a_damaged_envelope_gives_a_response_or_a_typed_error(data):
     assert isinstance(response, GatewayResponse)
 
 
-# --- G04: hostile XML
+# --- hostile XML
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE alipay [
@@ -648,7 +648,7 @@ def test_an_undeclared_entity_reference_is_not_well_formed():
         parse_response(body)
 
 
-# --- G05: empty, truncated, HTML
+# --- empty, truncated, HTML
 
 
 @pytest.mark.parametrize("body", [b"", b"   \r\n\t ", b"\xef\xbb\xbf"])
@@ -727,7 +727,7 @@ def test_a_body_that_is_not_xml(body):
         parse_response(body)
 
 
-# --- G06: charsets
+# --- charsets
 
 FAILURE_TEXT = (
     '<?xml version="1.0" encoding="{encoding}"?><alipay><is_success>T</is_success><response><alipay>'
@@ -820,7 +820,7 @@ def test_malformed_declaration(declaration):
         parse_response(declaration + b"<alipay><is_success>T</is_success></alipay>")
 
 
-# --- G07: shape of the envelope
+# --- shape of the envelope
 
 
 def test_unknown_elements_are_kept_as_fields_and_ignored_elsewhere():
@@ -924,7 +924,7 @@ def test_envelope_scalars_are_stripped_but_field_values_are_kept_exactly():
     assert response.sign_type == "MD5"
 
 
-# --- G12: size cap
+# --- size cap
 
 
 def test_oversized_body_is_refused_before_parsing():

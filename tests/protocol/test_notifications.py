@@ -1,4 +1,4 @@
-"""Inbound notifications and return_url requests: the bad-input catalogue rows N01-N17, N33, N37, and more."""
+"""Inbound notifications and return_url requests: bad signatures, charsets, duplicates, shapes, and more."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ ALIPAY_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ALIPAY_DSA = dsa.generate(2048)
 
-# The fields of the official create_forex_trade notification sample (protocol notes §6.2), re-signed here
+# The fields of the official create_forex_trade notification sample, re-signed here
 # with our own key since Alipay's is not published.
 TRADE = {
     "notify_id": "5b89a773c60af059d96b1693dd3b3d6nc1",
@@ -54,7 +54,7 @@ def presign(fields: dict[str, str]) -> str:
 def signed(
     fields: dict[str, str], sign_type: str = "MD5", *, key: object = MD5_KEY, charset: str = "utf-8"
 ) -> dict[str, str]:
-    """The fields plus sign_type and a sign computed from the rules in the protocol notes (§3)."""
+    """The fields plus sign_type and a sign computed by the mapi signing rules."""
     data = presign(fields).encode(charset)
     if sign_type == "MD5":
         sign = hashlib.md5(data + str(key).encode(charset)).hexdigest()
@@ -151,26 +151,26 @@ def test_return_url_query_needs_no_notify_id():
     assert result.notify_id is None
 
 
-# --- N01-N06: signature and sign_type ---------------------------------------------------------------------
+# --- signature and sign_type ------------------------------------------------------------------------------
 
 
-def test_n01_missing_sign():
+def test_a_missing_sign_is_refused():
     params = signed(TRADE)
     del params["sign"]
     rejected(body(params), "missing_sign")
 
 
-def test_n01_empty_sign_counts_as_missing():
+def test_empty_sign_counts_as_missing():
     rejected(body({**signed(TRADE), "sign": ""}), "missing_sign")
 
 
-def test_n02_missing_sign_type():
+def test_a_missing_sign_type_is_refused():
     params = signed(TRADE)
     del params["sign_type"]
     rejected(body(params), "missing_sign_type")
 
 
-def test_n03_md5_downgrade_for_an_rsa2_merchant():
+def test_an_md5_downgrade_for_an_rsa2_merchant_is_refused():
     # Signed with the real MD5 key: only the allow-list stops it.
     rejected(body(signed(TRADE)), "sign_type_not_allowed", key=ALIPAY_RSA.public_key(), allowed=("RSA2",))
     rejected(
@@ -181,7 +181,7 @@ def test_n03_md5_downgrade_for_an_rsa2_merchant():
     )
 
 
-def test_n04_lowercase_md5_is_refused():
+def test_lowercase_md5_is_refused():
     params = signed(TRADE)
     params["sign_type"] = "md5"
     error = rejected(body(params), "bad_sign_type")
@@ -192,7 +192,7 @@ def test_n04_lowercase_md5_is_refused():
     ("value", "flag"),
     [("NONE", "bad_sign_type"), ("", "missing_sign_type"), ("HMAC-SHA256", "bad_sign_type")],
 )
-def test_n05_unusable_sign_types(value, flag):
+def test_unusable_sign_types_are_refused(value, flag):
     rejected(body({**signed(TRADE), "sign_type": value}), flag)
 
 
@@ -207,13 +207,13 @@ def test_n05_unusable_sign_types(value, flag):
         ("RSA2", "签名签名"),
     ],
 )
-def test_n06_malformed_signatures_are_flagged_not_crashing(sign_type, sign):
+def test_malformed_signatures_are_flagged_not_crashing(sign_type, sign):
     params = {**TRADE, "sign": sign, "sign_type": sign_type}
     key = MD5_KEY if sign_type == "MD5" else ALIPAY_RSA.public_key()
     rejected(body(params), "bad_sign_format", key=key, allowed=(sign_type,))
 
 
-def test_n06_well_formed_but_wrong_length_rsa_signature_is_a_bad_signature():
+def test_well_formed_but_wrong_length_rsa_signature_is_a_bad_signature():
     params = {**TRADE, "sign": base64.b64encode(b"0123456789ab").decode(), "sign_type": "RSA2"}
     rejected(body(params), "bad_signature", key=ALIPAY_RSA.public_key(), allowed=("RSA2",))
 
@@ -251,22 +251,22 @@ def test_a_misconfigured_key_is_a_configuration_error_not_a_notification_error()
         read(body(signed(TRADE, "RSA2", key=ALIPAY_RSA)), key=MD5_KEY, allowed=("RSA2",))
 
 
-# --- N07-N09: charsets ------------------------------------------------------------------------------------
+# --- charsets ---------------------------------------------------------------------------------------------
 
 CHINESE = {**TRADE, "subject": "测试商品", "body": "中文描述"}
 
 
-def test_n07_utf8_signature_sent_as_gbk_is_a_bad_signature():
+def test_utf8_signature_sent_as_gbk_is_a_bad_signature():
     params = signed({**CHINESE, "_input_charset": "gbk"}, charset="utf-8")
     rejected(body(params, "gbk"), "bad_signature")
 
 
-def test_n07_gbk_signature_sent_as_utf8_is_a_bad_signature():
+def test_gbk_signature_sent_as_utf8_is_a_bad_signature():
     params = signed({**CHINESE, "_input_charset": "utf-8"}, charset="gbk")
     rejected(body(params, "utf-8"), "bad_signature")
 
 
-def test_n08_genuine_gbk_notification_with_chinese_subject():
+def test_genuine_gbk_notification_with_chinese_subject():
     params = signed({**CHINESE, "_input_charset": "gbk"}, charset="gbk")
     notification = read(body(params, "gbk"))
     assert notification.params["subject"] == "测试商品"
@@ -274,24 +274,24 @@ def test_n08_genuine_gbk_notification_with_chinese_subject():
     assert (notification.charset, notification.charset_source) == ("gbk", "form")
 
 
-def test_n08_gbk_is_the_default_when_the_form_names_no_charset():
+def test_gbk_is_the_default_when_the_form_names_no_charset():
     notification = read(body(signed(CHINESE, charset="gbk"), "gbk"))
     assert notification.params["subject"] == "测试商品"
     assert (notification.charset, notification.charset_source) == ("gbk", "default")
 
 
-def test_n08_merchant_default_charset_applies_when_the_form_names_none():
+def test_merchant_default_charset_applies_when_the_form_names_none():
     notification = read(body(signed(CHINESE)), default_charset="utf-8")
     assert notification.params["subject"] == "测试商品"
 
 
-def test_n09_bytes_invalid_in_the_declared_charset():
+def test_bytes_invalid_in_the_declared_charset_are_refused():
     raw = body(signed({**TRADE, "_input_charset": "utf-8"})) + b"&subject=%FF%FE"
     error = rejected(raw, "bad_charset")
     assert error.raw_response is not None
 
 
-def test_n09_unsupported_declared_charset():
+def test_an_unsupported_declared_charset_is_refused():
     rejected(body(signed({**TRADE, "_input_charset": "latin-1"})), "bad_charset")
 
 
@@ -302,16 +302,16 @@ def test_charset_override_in_verify():
     assert caught.value.flag == "bad_charset"
 
 
-# --- N10-N14: parameter pollution and canonicalisation ----------------------------------------------------
+# --- parameter pollution and canonicalisation -------------------------------------------------------------
 
 
-def test_n10_duplicate_parameter_with_different_values():
+def test_a_duplicate_parameter_with_different_values_is_refused():
     raw = body(signed(TRADE)) + b"&total_fee=100.00"
     rejected(raw, "duplicate_param")
 
 
 @pytest.mark.parametrize("name", ["sign", "notify_id", "sign_type", "_input_charset"])
-def test_n11_duplicate_sign_or_notify_id(name):
+def test_a_duplicate_sign_or_notify_id_is_refused(name):
     params = signed({**TRADE, "_input_charset": "utf-8"})
     raw = body(params) + f"&{name}={quote(params[name])}".encode()
     rejected(raw, "duplicate_param")
@@ -326,18 +326,18 @@ def test_extra_query_parameter_is_covered_by_the_signature():
     rejected(body(signed(TRADE)), "bad_signature", query_string="coupon=1")
 
 
-def test_n12_unknown_parameter_in_alipays_signature_verifies_and_is_kept():
+def test_unknown_parameter_in_alipays_signature_verifies_and_is_kept():
     notification = read(body(signed({**TRADE, "brand_new_field": "x"})))
     assert notification.params["brand_new_field"] == "x"
 
 
-def test_n13_empty_value_is_excluded_from_the_signature_and_kept():
+def test_empty_value_is_excluded_from_the_signature_and_kept():
     params = signed({**TRADE, "body": ""})
     notification = read(body(params))
     assert notification.params["body"] == ""
 
 
-def test_n14_encoded_special_characters_verify_and_are_preserved():
+def test_encoded_special_characters_verify_and_are_preserved():
     fields = {**TRADE, "subject": "a&b=c+d%e 100%", "body": "x+y"}
     notification = read(body(signed(fields)))
     assert notification.params["subject"] == "a&b=c+d%e 100%"
@@ -345,7 +345,7 @@ def test_n14_encoded_special_characters_verify_and_are_preserved():
 
 
 @pytest.mark.parametrize("space", ["+", "%20"])
-def test_n14_space_in_notify_time_as_plus_or_percent20(space):
+def test_space_in_notify_time_as_plus_or_percent20(space):
     params = signed(TRADE)
     raw = "&".join(f"{k}={quote(v, safe='').replace('%20', space)}" for k, v in params.items()).encode()
     assert space.encode() in raw
@@ -362,19 +362,19 @@ def test_double_encoded_notify_id_is_decoded_once():
     assert notification.notify_id == "RqPnCoPT3K9%2Fvwbh3I"
 
 
-# --- N15-N17: request shape -------------------------------------------------------------------------------
+# --- request shape ----------------------------------------------------------------------------------------
 
 
-def test_n15_oversized_body():
+def test_an_oversized_body_is_refused():
     raw = body(signed(TRADE)) + b"&padding=" + b"x" * (5 * 1024 * 1024)
     rejected(raw, "too_large")
 
 
-def test_n15_cap_is_configurable():
+def test_the_body_size_cap_is_configurable():
     rejected(body(signed(TRADE)), "too_large", max_bytes=100)
 
 
-def test_n16_too_many_fields():
+def test_too_many_fields_are_refused():
     params = signed(TRADE)
     raw = body(params) + b"".join(b"&f%d=1" % i for i in range(300))
     rejected(raw, "too_many_fields")
@@ -384,7 +384,7 @@ def test_n16_too_many_fields():
 @pytest.mark.parametrize(
     "content_type", ["application/json", "multipart/form-data; boundary=x", "text/plain", ""]
 )
-def test_n17_non_form_content_types(content_type):
+def test_non_form_content_types_are_refused(content_type):
     with pytest.raises(NotificationError) as caught:
         read_notification(
             body(signed(TRADE)), content_type=content_type, key=MD5_KEY, allowed_sign_types=("MD5",)
@@ -402,15 +402,15 @@ def test_form_content_type_with_parameters_is_accepted():
     assert notification.notify_id == TRADE["notify_id"]
 
 
-# --- N33, N37 ---------------------------------------------------------------------------------------------
+# --- notify_id and NUL bytes ------------------------------------------------------------------------------
 
 
-def test_n33_missing_notify_id():
+def test_a_missing_notify_id_is_refused():
     fields = {k: v for k, v in TRADE.items() if k != "notify_id"}
     rejected(body(signed(fields)), "missing_notify_id")
 
 
-def test_n33_overlong_notify_id():
+def test_an_overlong_notify_id_is_refused():
     rejected(body(signed({**TRADE, "notify_id": "n" * 129})), "bad_notify_id")
 
 
@@ -423,7 +423,7 @@ def test_n33_overlong_notify_id():
     ],
     ids=["percent-encoded", "raw", "in-a-name"],
 )
-def test_n37_nul_bytes(raw):
+def test_nul_bytes_are_refused(raw):
     rejected(raw, "nul_byte")
 
 

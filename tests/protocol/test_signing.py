@@ -17,8 +17,8 @@ from tests.protocol.data import key_a_private_der, key_a_public_der, key_text, v
 VECTORS = vectors()
 MD5_VECTORS = VECTORS["md5"]
 RSA_VECTORS = VECTORS["rsa"]
-R1 = next(v for v in RSA_VECTORS if v["id"] == "8.5-R1")
-R2 = next(v for v in RSA_VECTORS if v["id"] == "8.5-R2")
+R1 = next(v for v in RSA_VECTORS if v["id"] == "key A, RSA")
+R2 = next(v for v in RSA_VECTORS if v["id"] == "key A, RSA2")
 SANDBOX_MD5_KEY = "760bdzec6y9goq7ctyx96ezkz78287de"
 
 
@@ -142,14 +142,14 @@ def test_md5_verify_rejects_golden_vector_under_another_key(vector):
 
 
 def test_notification_vector_verifies_with_sign_type_given_by_caller():
-    # 8.1 vector 3: a notification carrying only notify_id, sign and sign_type.
+    # The md5-3 vector: a notification carrying only notify_id, sign and sign_type.
     params = {"notify_id": "1234", "sign": "22fc7e38e5acdfede396aa463870d111", "sign_type": "MD5"}
     assert signing.verify(params, key="10000000000000000000000000000000", sign_type="MD5") is True
 
 
 def test_response_field_signature_vector_verifies_over_the_field_dict():
-    # 8.3 vector 4: the signature of a spot-pay style response covers only the fields inside response/alipay.
-    vector = next(v for v in MD5_VECTORS if v["id"] == "8.3-4 response fields")
+    # The signature of a spot-pay style response covers only the fields inside response/alipay.
+    vector = next(v for v in MD5_VECTORS if v["id"] == "response fields")
     fields = dict(vector["params"])
     assert signing.verify(dict(fields, sign=vector["sign"]), key=SANDBOX_MD5_KEY, sign_type="MD5") is True
     assert signing.sign(fields, sign_type="MD5", key=SANDBOX_MD5_KEY) == vector["sign"]
@@ -158,8 +158,8 @@ def test_response_field_signature_vector_verifies_over_the_field_dict():
 
 
 def test_chinese_vectors_differ_between_utf8_and_gbk_and_do_not_cross_verify():
-    utf8 = next(v for v in MD5_VECTORS if v["id"].startswith("8.3-5"))
-    gbk = next(v for v in MD5_VECTORS if v["id"].startswith("8.3-6"))
+    utf8 = next(v for v in MD5_VECTORS if v["id"] == "Chinese subject in UTF-8")
+    gbk = next(v for v in MD5_VECTORS if v["id"] == "Chinese subject in GBK")
     assert utf8["sign"] != gbk["sign"]
     # The UTF-8 vector's params signed as GBK bytes give a third value (the declared charset must match).
     as_gbk = dict(utf8["params"], _input_charset="gbk")
@@ -177,19 +177,19 @@ def test_chinese_vectors_differ_between_utf8_and_gbk_and_do_not_cross_verify():
 
 def test_gb2312_encodes_common_chinese_like_gbk():
     # 测试 has the same bytes in GB2312 and GBK, so the GBK vector also verifies when read as GB2312.
-    gbk = next(v for v in MD5_VECTORS if v["id"].startswith("8.3-6"))
+    gbk = next(v for v in MD5_VECTORS if v["id"] == "Chinese subject in GBK")
     signed = _signed(gbk["params"], gbk["sign"], "MD5")
     assert signing.verify(signed, key=SANDBOX_MD5_KEY, charset="GB2312") is True
     assert signing.verify(signed, key=SANDBOX_MD5_KEY, charset="GBK") is True
 
 
 def test_charset_names_are_case_insensitive_for_signing():
-    vector = next(v for v in MD5_VECTORS if v["id"].startswith("8.3-6"))
+    vector = next(v for v in MD5_VECTORS if v["id"] == "Chinese subject in GBK")
     assert signing.sign(vector["params"], sign_type="md5", key=vector["key"], charset="GBK") == vector["sign"]
 
 
 def test_md5_key_appended_directly_and_hex_lowercase():
-    # 8.4: with the PHP-filtered params the digest is the one the omnipay test publishes; had `ggg` been
+    # With the PHP-filtered params the digest is the one the omnipay test publishes; had `ggg` been
     # dropped too, the other published value would come out.
     params = {"aaa": "111", "bbb": "2222", "ccc": "3333", "dd": "", "eee": None}
     assert signing.sign(params, sign_type="MD5", key="hello") == "70a378800c67da1a116d787545831882"

@@ -27,7 +27,7 @@ from django_alipay.testing import (
 )
 from django_alipay.testing.emulator import generated_key_pem
 
-# Golden data of the protocol notes (section 8): MD5 key "1" and 31 zeros, and the sandbox-style key.
+# Golden data: MD5 key "1" and 31 zeros, and the sandbox-style key.
 MD5_KEY_ONES = "1" + "0" * 31
 SANDBOX_MD5_KEY = "760bdzec6y9goq7ctyx96ezkz78287de"
 # The published 1024-bit RSA test key ("key A"), kept with the protocol tests' data.

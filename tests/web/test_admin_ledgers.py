@@ -116,7 +116,7 @@ def test_asking_alipay_again_needs_the_refund_permission(
 # --- notifications ------------------------------------------------------------------------------------------
 
 
-def test_n39_markup_is_shown_escaped_in_the_list_and_on_the_page(
+def test_markup_is_shown_escaped_in_the_list_and_on_the_page(
     cashier: Client, merchant: Merchant, make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade(status="WAIT_BUYER_PAY", paid_at=None)

@@ -207,24 +207,24 @@ def test_the_refund_form_shows_what_is_refundable_and_refunds(
 @pytest.mark.parametrize(
     "amount",
     [
-        "-1.00",  # R01
-        "0",  # R02
+        "-1.00",  # negative
+        "0",  # zero
         "0.00",
         "-0.00",
-        "0.001",  # R03
-        "1e2",  # R04 (a person's surrounding spaces are trimmed in the admin: see below)
+        "0.001",  # more decimals than the currency allows
+        "1e2",  # not plain ASCII text (the admin trims a person's surrounding spaces: see below)
         " 1 0.00",
         "١٠",
         "１０",
         "1_000",
         "10,00",
-        "NaN",  # R06
+        "NaN",  # not a number
         "Infinity",
-        "1000000.01",  # R07
+        "1000000.01",  # over the 1,000,000.00 maximum
         "",
     ],
 )
-def test_r01_r07_an_amount_that_is_not_canonical_is_refused_without_a_refund(
+def test_an_amount_that_is_not_canonical_is_refused_without_a_refund(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway, amount: str
 ) -> None:
     trade = make_trade(amount=Decimal("1000000.00"))
@@ -246,7 +246,7 @@ def test_the_admin_trims_the_spaces_around_a_typed_amount(
     assert Refund.objects.get().amount == Decimal("10.00")
 
 
-def test_r03_jpy_amounts_are_whole(cashier: Client, make_trade: Callable[..., Trade]) -> None:
+def test_jpy_amounts_are_whole(cashier: Client, make_trade: Callable[..., Trade]) -> None:
     trade = make_trade(amount=Decimal("5000"), currency="JPY")
     response = submit_refund(cashier, trade, "100.5")
     assert "JPY" in " ".join(response.context["form"].errors["amount"])
@@ -254,7 +254,7 @@ def test_r03_jpy_amounts_are_whole(cashier: Client, make_trade: Callable[..., Tr
     assert submit_refund(cashier, trade, "100").status_code == 302
 
 
-def test_r08_more_than_what_remains_is_refused_with_the_remainder(
+def test_more_than_what_remains_is_refused_with_the_remainder(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
     trade = make_trade(refunded_amount=Decimal("60.00"))
@@ -262,12 +262,12 @@ def test_r08_more_than_what_remains_is_refused_with_the_remainder(
     assert response.status_code == 200
     assert "40.00 USD" in " ".join(response.context["form"].errors["amount"])
     assert not Refund.objects.exists()
-    assert submit_refund(cashier, trade, "40.00", key="form-key-2").status_code == 302  # R09
+    assert submit_refund(cashier, trade, "40.00", key="form-key-2").status_code == 302  # all that remains
     assert Trade.objects.get(pk=trade.pk).refunded_amount == Decimal("100.00")
 
 
 @pytest.mark.parametrize("reason", ["x" * 101, 'the "best" teapot'])
-def test_r24_a_reason_alipay_would_refuse(
+def test_a_reason_alipay_would_refuse_is_refused(
     cashier: Client, make_trade: Callable[..., Trade], reason: str
 ) -> None:
     response = submit_refund(cashier, make_trade(), "1.00", reason=reason)
@@ -275,7 +275,7 @@ def test_r24_a_reason_alipay_would_refuse(
     assert not Refund.objects.exists()
 
 
-def test_r11_r12_an_unpaid_or_closed_trade_offers_no_refund(
+def test_an_unpaid_or_closed_trade_offers_no_refund(
     cashier: Client, make_trade: Callable[..., Trade]
 ) -> None:
     for trade in (
@@ -289,7 +289,7 @@ def test_r11_r12_an_unpaid_or_closed_trade_offers_no_refund(
     assert not Refund.objects.exists()
 
 
-def test_r15_submitting_the_same_form_twice_refunds_once(
+def test_submitting_the_same_form_twice_refunds_once(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
     trade = make_trade()
@@ -353,10 +353,10 @@ def test_under_atomic_requests_the_refund_is_still_sent_within_the_request(
     assert Refund.objects.get().status == "succeeded"
 
 
-# --- bulk full refunds (R22) --------------------------------------------------------------------------------
+# --- bulk full refunds: a result for every row --------------------------------------------------------------
 
 
-def test_r22_a_full_refund_of_mixed_trades_reports_every_row(
+def test_a_full_refund_of_mixed_trades_reports_every_row(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
     paid = make_trade(refunded_amount=Decimal("25.00"))
@@ -425,7 +425,7 @@ def test_a_same_day_in_store_payment_can_be_reversed(
     assert len(gateway.called("alipay.acquire.cancel")) == 1
 
 
-def test_v02_the_next_beijing_day_the_reversal_is_refused_and_a_refund_offered(
+def test_the_next_beijing_day_the_reversal_is_refused_and_a_refund_offered(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway, afternoon: FixedClock
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
@@ -485,7 +485,7 @@ def test_an_online_payment_is_never_offered_a_reversal(
     assert "Refund instead" in page
 
 
-def test_r22_a_bulk_reversal_reports_every_row(
+def test_a_bulk_reversal_reports_every_row(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
     instore = make_trade(product="barcode", status="TRADE_SUCCESS")
@@ -538,7 +538,7 @@ def test_an_unreachable_gateway_during_sync_is_a_message(
     assert text.startswith(trade.out_trade_no)
 
 
-# --- permissions, objects, CSRF (R19-R21) -------------------------------------------------------------------
+# --- permissions, the user's own trades, CSRF ---------------------------------------------------------------
 
 
 @pytest.fixture
@@ -548,7 +548,7 @@ def viewer(make_staff: Callable[..., User]) -> Client:
     return client
 
 
-def test_r20_without_the_refund_permission_nothing_is_offered_or_done(
+def test_without_the_refund_permission_nothing_is_offered_or_done(
     viewer: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
@@ -581,7 +581,7 @@ def test_refund_and_reverse_are_separate_permissions(
     assert 'value="refund_in_full"' not in listing
 
 
-def test_r20_anonymous_users_are_sent_to_the_login_page(make_trade: Callable[..., Trade]) -> None:
+def test_anonymous_users_are_sent_to_the_login_page(make_trade: Callable[..., Trade]) -> None:
     trade = make_trade()
     response = Client().post(refund_url(trade), {"amount": "1.00", "idempotency_key": "x"})
     assert response.status_code == 302
@@ -589,7 +589,7 @@ def test_r20_anonymous_users_are_sent_to_the_login_page(make_trade: Callable[...
     assert not Refund.objects.exists()
 
 
-def test_r19_a_trade_outside_the_users_queryset_is_not_found(
+def test_a_trade_outside_the_users_queryset_is_not_found(
     cashier: Client,
     make_trade: Callable[..., Trade],
     make_merchant: Callable[..., Merchant],
@@ -611,7 +611,7 @@ def test_r19_a_trade_outside_the_users_queryset_is_not_found(
     assert submit_refund(cashier, mine, "1.00").status_code == 302
 
 
-def test_r21_admin_posts_without_a_csrf_token_are_refused(
+def test_admin_posts_without_a_csrf_token_are_refused(
     make_staff: Callable[..., User], make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
     client = Client(enforce_csrf_checks=True)

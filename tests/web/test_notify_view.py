@@ -1,4 +1,4 @@
-"""The notify endpoint end to end through the real view: the N rows of the bad-input catalogue over HTTP."""
+"""The notify endpoint end to end through the real view: every kind of bad notification, over HTTP."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def test_an_unknown_notify_token_is_refused_and_recorded(
     assert last_notification().flag == "unknown_merchant"
 
 
-def test_n41_reached_without_csrf_token_login_or_atomic_request(
+def test_the_view_is_reached_without_csrf_token_login_or_atomic_request(
     merchant: Merchant, unpaid: Trade, md5_body: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
@@ -141,7 +141,7 @@ def test_n41_reached_without_csrf_token_login_or_atomic_request(
     assert strict.get("/admin/django_alipay/trade/").status_code == 302
 
 
-def test_n41_the_audit_row_survives_an_error_while_processing(
+def test_the_audit_row_survives_an_error_while_processing(
     merchant: Merchant, unpaid: Trade, md5_body: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.contrib.auth.middleware.LoginRequiredMiddleware"]
@@ -177,17 +177,17 @@ def test_a_database_failure_is_answered_503_so_that_alipay_retries(
     assert response["Retry-After"] == "30"  # as the API says while the database is down
 
 
-# --- N01-N14: refused before any trust, or canonicalised correctly ------------------------------------------
+# --- signature, sign type, charset, duplicates: refused before any trust, or canonicalised correctly --------
 
 
-def test_n01_missing_sign(client: Client, merchant: Merchant, unpaid: Trade) -> None:
+def test_a_missing_sign_is_refused(client: Client, merchant: Merchant, unpaid: Trade) -> None:
     body = encode({**params_for(unpaid), "sign_type": "MD5"})
     assert_answer(post(client, merchant, body), 400, b"fail")
     assert last_notification().flag == "missing_sign"
     assert_unpaid(unpaid)
 
 
-def test_n02_missing_sign_type(client: Client, merchant: Merchant, unpaid: Trade) -> None:
+def test_a_missing_sign_type_is_refused(client: Client, merchant: Merchant, unpaid: Trade) -> None:
     params = params_for(unpaid)
     body = encode({**params, "sign": signature(params, sign_type="MD5", key=TEST_MD5_KEY)})
     assert_answer(post(client, merchant, body), 400, b"fail")
@@ -199,7 +199,7 @@ def alipay_rsa_key() -> Any:
     return keys.generate_private_key("RSA2")
 
 
-def test_n03_md5_for_an_rsa2_merchant_is_a_refused_downgrade_while_rsa2_is_accepted(
+def test_md5_for_an_rsa2_merchant_is_a_refused_downgrade_while_rsa2_is_accepted(
     client: Client,
     make_merchant: Callable[..., Merchant],
     make_trade: Callable[..., Trade],
@@ -225,7 +225,7 @@ def test_n03_md5_for_an_rsa2_merchant_is_a_refused_downgrade_while_rsa2_is_accep
 
 
 @pytest.mark.parametrize("sign_type", ["md5", "NONE", "HMAC-SHA256", ""])
-def test_n04_n05_sign_types_other_than_the_exact_names(
+def test_sign_types_other_than_the_exact_names_are_refused(
     client: Client, merchant: Merchant, unpaid: Trade, sign_type: str
 ) -> None:
     params = params_for(unpaid)
@@ -238,7 +238,7 @@ def test_n04_n05_sign_types_other_than_the_exact_names(
 
 
 @pytest.mark.parametrize("sign", ["zz" * 16, "abc", "é" * 32, "签名" * 16])
-def test_n06_a_malformed_signature_is_a_400_never_a_500(
+def test_a_malformed_signature_is_a_400_never_a_500(
     client: Client, merchant: Merchant, unpaid: Trade, sign: str
 ) -> None:
     body = encode({**params_for(unpaid), "sign": sign, "sign_type": "MD5"})
@@ -246,7 +246,7 @@ def test_n06_a_malformed_signature_is_a_400_never_a_500(
     assert last_notification().flag == "bad_sign_format"
 
 
-def test_n07_a_utf8_signature_over_a_gbk_body_is_refused(
+def test_a_utf8_signature_over_a_gbk_body_is_refused(
     client: Client,
     make_merchant: Callable[..., Merchant],
     make_trade: Callable[..., Trade],
@@ -262,7 +262,7 @@ def test_n07_a_utf8_signature_over_a_gbk_body_is_refused(
     assert_unpaid(trade)
 
 
-def test_n08_a_genuine_gbk_notification_is_decoded_and_processed(
+def test_a_genuine_gbk_notification_is_decoded_and_processed(
     client: Client,
     make_merchant: Callable[..., Merchant],
     make_trade: Callable[..., Trade],
@@ -287,7 +287,7 @@ def test_the_content_type_charset_decodes_a_notification_that_names_none_in_its_
     assert Trade.objects.get(pk=unpaid.pk).status == "TRADE_FINISHED"
 
 
-def test_n09_bytes_invalid_in_the_charset_are_kept_raw_and_refused(
+def test_bytes_invalid_in_the_charset_are_kept_raw_and_refused(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
     body = md5_body(params_for(unpaid)) + b"&subject=%FF%FE"
@@ -296,7 +296,7 @@ def test_n09_bytes_invalid_in_the_charset_are_kept_raw_and_refused(
     assert (stored.flag, bytes(stored.body)) == ("bad_charset", body)
 
 
-def test_n10_a_duplicated_parameter_with_two_values(
+def test_a_duplicated_parameter_with_two_values_is_refused(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
     body = md5_body(params_for(unpaid, total_fee="100.00")) + b"&total_fee=0.01"
@@ -306,7 +306,7 @@ def test_n10_a_duplicated_parameter_with_two_values(
 
 
 @pytest.mark.parametrize("name", ["sign", "notify_id"])
-def test_n11_a_duplicated_sign_or_notify_id(
+def test_a_duplicated_sign_or_notify_id_is_refused(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, name: str
 ) -> None:
     body = md5_body(params_for(unpaid)) + f"&{name}=0".encode()
@@ -314,7 +314,7 @@ def test_n11_a_duplicated_sign_or_notify_id(
     assert last_notification().flag == "duplicate_param"
 
 
-def test_n12_n13_n14_unknown_empty_and_encoded_values_verify_and_are_kept_verbatim(
+def test_unknown_empty_and_encoded_values_verify_and_are_kept_verbatim(
     client: Client, merchant: Merchant, unpaid: Trade
 ) -> None:
     params = params_for(unpaid, new_field="added later", body="", subject="a&b=c+d%e f")
@@ -327,10 +327,10 @@ def test_n12_n13_n14_unknown_empty_and_encoded_values_verify_and_are_kept_verbat
     assert stored["notify_time"] == params["notify_time"]
 
 
-# --- N15-N18: the shape of the request ----------------------------------------------------------------------
+# --- the shape of the request -------------------------------------------------------------------------------
 
 
-def test_n15_a_body_over_the_cap_is_refused_with_metadata_only(
+def test_a_body_over_the_cap_is_refused_with_metadata_only(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, settings: Any
 ) -> None:
     settings.ALIPAY = {**settings.ALIPAY, "NOTIFY_MAX_BODY_BYTES": 1000}
@@ -343,7 +343,7 @@ def test_n15_a_body_over_the_cap_is_refused_with_metadata_only(
     assert_unpaid(unpaid)
 
 
-def test_n15_a_body_larger_than_djangos_own_limit_is_a_413_not_a_500(
+def test_a_body_larger_than_djangos_own_limit_is_a_413_not_a_500(
     client: Client, merchant: Merchant, settings: Any
 ) -> None:
     body = b"a=" + b"x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1024)
@@ -367,7 +367,7 @@ class CountingInput(io.RawIOBase):
         return count
 
 
-def test_n15_the_body_is_not_read_past_the_cap(merchant: Merchant, settings: Any) -> None:
+def test_the_body_is_not_read_past_the_cap(merchant: Merchant, settings: Any) -> None:
     size = 5 * 1024 * 1024
     stream = CountingInput(size)
     environ = RequestFactory()._base_environ(
@@ -382,7 +382,7 @@ def test_n15_the_body_is_not_read_past_the_cap(merchant: Merchant, settings: Any
     assert stream.read_bytes <= settings.ALIPAY.get("NOTIFY_MAX_BODY_BYTES", 65536) + 1
 
 
-def test_n16_more_fields_than_djangos_limit_is_a_400_not_a_crash(
+def test_more_fields_than_djangos_limit_is_a_400_not_a_crash(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, settings: Any
 ) -> None:
     extra = b"".join(b"&f%d=1" % i for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
@@ -393,35 +393,33 @@ def test_n16_more_fields_than_djangos_limit_is_a_400_not_a_crash(
 @pytest.mark.parametrize(
     "content_type", ["application/json", "multipart/form-data; boundary=xyz", "text/plain"]
 )
-def test_n17_a_body_that_is_not_a_form(client: Client, merchant: Merchant, content_type: str) -> None:
+def test_a_body_that_is_not_a_form_is_refused(client: Client, merchant: Merchant, content_type: str) -> None:
     response = post(client, merchant, b'{"trade_status": "TRADE_FINISHED"}', content_type=content_type)
     assert_answer(response, 415, b"fail")
     assert last_notification().flag == "bad_content_type"
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
-def test_n18_other_methods_are_405_and_leave_no_record(
-    client: Client, merchant: Merchant, method: str
-) -> None:
+def test_other_methods_are_405_and_leave_no_record(client: Client, merchant: Merchant, method: str) -> None:
     url = reverse("django_alipay:notify", args=[merchant.notify_token])
     assert client.generic(method, url, b"a=b", content_type=FORM).status_code == 405
     assert not Notification.objects.exists()
 
 
-# --- N19-N29: genuine, but not usable as it is --------------------------------------------------------------
+# --- genuine, but not usable as it is -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("overrides", "flag"),
     [
-        ({"total_fee": "abc"}, "bad_amount"),  # N19
+        ({"total_fee": "abc"}, "bad_amount"),  # not a number
         ({"total_fee": "NaN"}, "bad_amount"),
         ({"total_fee": "1e3"}, "bad_amount"),
-        ({"total_fee": "100.001"}, "bad_amount"),  # N20
-        ({"total_fee": "99.99"}, "amount_mismatch"),  # N21
-        ({"currency": "JPY"}, "currency_mismatch"),  # N22
-        ({"seller_id": "2088000000000999"}, "partner_mismatch"),  # N25
-        ({"trade_status": "TRADE_SOMETHING_NEW"}, "unknown_status"),  # N29
+        ({"total_fee": "100.001"}, "bad_amount"),  # more decimals than the currency allows
+        ({"total_fee": "99.99"}, "amount_mismatch"),  # not the order's amount
+        ({"currency": "JPY"}, "currency_mismatch"),  # not the order's currency
+        ({"seller_id": "2088000000000999"}, "partner_mismatch"),  # another partner
+        ({"trade_status": "TRADE_SOMETHING_NEW"}, "unknown_status"),  # an unknown status
     ],
 )
 def test_genuine_but_unusable_notifications_are_acknowledged_and_change_nothing(
@@ -434,7 +432,7 @@ def test_genuine_but_unusable_notifications_are_acknowledged_and_change_nothing(
 
 
 @pytest.mark.parametrize("out_trade_no", ["NO-SUCH-ORDER", "WEB-１", "X" * 65])
-def test_n23_n38_an_unknown_order_is_refused_so_that_alipay_retries(
+def test_an_unknown_order_is_refused_so_that_alipay_retries(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, out_trade_no: str
 ) -> None:
     assert_answer(
@@ -443,7 +441,7 @@ def test_n23_n38_an_unknown_order_is_refused_so_that_alipay_retries(
     assert (last_notification().flag, last_notification().outcome) == ("unknown_order", "retry")
 
 
-def test_n24_another_merchants_order_signed_with_this_merchants_key(
+def test_another_merchants_order_signed_with_this_merchants_key_is_refused(
     client: Client,
     merchant: Merchant,
     make_merchant: Callable[..., Merchant],
@@ -460,7 +458,7 @@ def test_n24_another_merchants_order_signed_with_this_merchants_key(
     assert_unpaid(theirs)
 
 
-def test_n26_an_exact_replay_is_acknowledged_as_a_duplicate(
+def test_an_exact_replay_is_acknowledged_as_a_duplicate(
     client: Client, merchant: Merchant, unpaid: Trade, gateway: FakeGateway, md5_body: Any
 ) -> None:
     body = md5_body(params_for(unpaid))
@@ -473,7 +471,7 @@ def test_n26_an_exact_replay_is_acknowledged_as_a_duplicate(
     assert len(gateway.called("notify_verify")) == 1
 
 
-def test_n27_a_new_notify_id_for_the_same_status_has_no_second_effect(
+def test_a_new_notify_id_for_the_same_status_has_no_second_effect(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
     assert_answer(post(client, merchant, md5_body(params_for(unpaid))), 200, b"success")
@@ -483,7 +481,7 @@ def test_n27_a_new_notify_id_for_the_same_status_has_no_second_effect(
     assert Trade.objects.get(pk=unpaid.pk).paid_at == paid_at
 
 
-def test_n28_a_late_success_does_not_reopen_a_closed_trade(
+def test_a_late_success_does_not_reopen_a_closed_trade(
     client: Client, merchant: Merchant, make_trade: Callable[..., Trade], md5_body: Any
 ) -> None:
     closed = make_trade(product="barcode", status="TRADE_CLOSED")
@@ -493,11 +491,11 @@ def test_n28_a_late_success_does_not_reopen_a_closed_trade(
     assert Trade.objects.get(pk=closed.pk).status == "TRADE_CLOSED"
 
 
-# --- N30-N34: notify_verify and notify_id -------------------------------------------------------------------
+# --- notify_verify, notify_id and notify_time ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("answer", [b"false", b"TRUE", b"<html>true</html>", b""])
-def test_n30_n32_only_an_exact_true_from_notify_verify_counts(
+def test_only_an_exact_true_from_notify_verify_counts(
     client: Client, merchant: Merchant, unpaid: Trade, gateway: FakeGateway, md5_body: Any, answer: bytes
 ) -> None:
     gateway.once("notify_verify", lambda p: Reply(answer, content_type="text/plain"))
@@ -506,7 +504,7 @@ def test_n30_n32_only_an_exact_true_from_notify_verify_counts(
     assert_unpaid(unpaid)
 
 
-def test_n31_notify_verify_unreachable_is_503_and_alipays_retry_is_processed(
+def test_notify_verify_unreachable_is_503_and_alipays_retry_is_processed(
     client: Client, merchant: Merchant, unpaid: Trade, gateway: FakeGateway, md5_body: Any
 ) -> None:
     body = md5_body(params_for(unpaid))
@@ -521,14 +519,14 @@ def test_n31_notify_verify_unreachable_is_503_and_alipays_retry_is_processed(
 
 
 @pytest.mark.parametrize("value", [None, "n" * 129])
-def test_n33_notify_id_missing_or_too_long(
+def test_a_notify_id_missing_or_too_long_is_refused(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, value: str | None
 ) -> None:
     assert_answer(post(client, merchant, md5_body(params_for(unpaid, notify_id=value))), 400, b"fail")
     assert last_notification().flag in ("missing_notify_id", "bad_notify_id")
 
 
-def test_n34_a_stale_notify_time_is_flagged_but_processed(
+def test_a_stale_notify_time_is_flagged_but_processed(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any, fixed_clock: Any
 ) -> None:
     fixed_clock(datetime(2024, 5, 9, 12, 0, tzinfo=BEIJING))
@@ -541,7 +539,7 @@ def test_n34_a_stale_notify_time_is_flagged_but_processed(
 # --- refunds, NUL bytes, markup, concurrency, forwarded addresses -------------------------------------------
 
 
-def test_n35_a_refund_notification_for_an_unknown_refund(
+def test_a_refund_notification_for_an_unknown_refund_is_acknowledged_and_flagged(
     client: Client, merchant: Merchant, make_trade: Callable[..., Trade], md5_body: Any
 ) -> None:
     trade = make_trade()
@@ -580,7 +578,7 @@ def test_a_refund_notification_settles_an_accepted_refund(
     assert Trade.objects.get(pk=refund.trade_id).refunded_amount == Decimal("30.00")
 
 
-def test_n36_a_refund_success_for_another_amount_does_not_settle_the_refund(
+def test_a_refund_success_for_another_amount_does_not_settle_the_refund(
     client: Client, merchant: Merchant, make_trade: Callable[..., Trade], md5_body: Any, settings: Any
 ) -> None:
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_SYNC": False}
@@ -601,7 +599,7 @@ def test_n36_a_refund_success_for_another_amount_does_not_settle_the_refund(
     assert Trade.objects.get(pk=refund.trade_id).refunded_amount == Decimal("0.00")
 
 
-def test_n37_a_nul_byte_is_a_400_never_a_500(
+def test_a_nul_byte_is_a_400_never_a_500(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
     body = md5_body(params_for(unpaid)) + b"&subject=tea%00pot"
@@ -609,7 +607,7 @@ def test_n37_a_nul_byte_is_a_400_never_a_500(
     assert last_notification().flag == "nul_byte"
 
 
-def test_n39_markup_in_a_notification_is_processed_and_stored_verbatim(
+def test_markup_in_a_notification_is_processed_and_stored_verbatim(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
     subject = "<script>alert('x')</script>'; DROP TABLE django_alipay_trade; --"
@@ -617,7 +615,7 @@ def test_n39_markup_in_a_notification_is_processed_and_stored_verbatim(
     assert last_notification().params["subject"] == subject
 
 
-def test_n40_the_same_notification_twice_at_once_has_one_effect(
+def test_the_same_notification_twice_at_once_has_one_effect(
     postgresql: None, merchant: Merchant, make_trade: Callable[..., Trade]
 ) -> None:
     for round_number in range(5):
@@ -649,7 +647,7 @@ def test_n40_the_same_notification_twice_at_once_has_one_effect(
         assert outcomes == ["duplicate", "processed"]
 
 
-def test_n43_a_spoofed_forwarded_for_is_stored_apart_and_never_replaces_the_peer(
+def test_a_spoofed_forwarded_for_is_stored_apart_and_never_replaces_the_peer(
     client: Client, merchant: Merchant, unpaid: Trade, md5_body: Any
 ) -> None:
     response = post(

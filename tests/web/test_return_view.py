@@ -39,7 +39,7 @@ def genuine(trade: Trade) -> bytes:
     return signed_body(return_params(trade), key=TEST_MD5_KEY)
 
 
-def test_n42_a_forged_return_says_checking_names_no_order_and_changes_nothing(
+def test_a_forged_return_says_checking_names_no_order_and_changes_nothing(
     client: Client, merchant: Merchant, make_trade: Callable[..., Trade]
 ) -> None:
     trade = make_trade(status="WAIT_BUYER_PAY", paid_at=None)
