@@ -50,7 +50,6 @@ from django_alipay.enums import (
     NotificationFlag,
     NotificationKind,
     ProcessingOutcome,
-    Product,
     RefundStatus,
     Verification,
 )
@@ -470,7 +469,7 @@ def _confirm_by_query(
             NotificationFlag.VERIFY_FALSE,
             "notify_verify did not answer true, and the notification names no order of this merchant",
         )
-    query = "single_trade_query" if Product(trade.product).is_online else "alipay.acquire.overseas.query"
+    query = "single_trade_query" if trade.is_online else "alipay.acquire.overseas.query"
     reported = params.get("trade_status") or params.get("alipay_trans_status") or ""
     try:
         change = trades.sync_trade(trade)

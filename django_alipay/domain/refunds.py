@@ -144,7 +144,7 @@ def _check_currency(trade: Trade, currency: str | None) -> None:
 
 
 def _check_reason(trade: Trade, reason: str) -> None:
-    limit = _REASON_MAX[Product(trade.product).is_online]
+    limit = _REASON_MAX[trade.is_online]
     if not isinstance(reason, str):
         raise InvalidParameterError(_("The refund reason must be text."), parameter="reason")
     if len(reason) > limit:
@@ -194,7 +194,7 @@ def _refund_refusal(trade: Trade, now: datetime) -> RefundNotAllowed | None:
         return RefundNotAllowed(
             _("Order %(order)s is closed at Alipay: it can no longer be refunded.") % order
         )
-    if trade.status == TradeStatus.TRADE_FINISHED and not Product(trade.product).is_online:
+    if trade.status == TradeStatus.TRADE_FINISHED and not trade.is_online:
         return RefundWindowClosed(
             _("Order %(order)s is finished at Alipay: its refund period has ended.") % order
         )
@@ -239,7 +239,7 @@ def reverse_refusal(trade: Trade, now: datetime | None = None) -> str | None:
     """
     now = now or clock.now()
     order = {"order": trade.out_trade_no}
-    if Product(trade.product).is_online:
+    if trade.is_online:
         return (
             _("Order %(order)s was paid online; online payments cannot be reversed, refund them instead.")
             % order
@@ -316,16 +316,17 @@ def _lock(trade: Trade) -> Trade:
 
 
 def _replay(
-    merchant_id: int, key: str, *, trade: Trade, kind: RefundKind, amount: Decimal, reason: str
+    merchant_id: int, key: str, *, trade: Trade, kind: RefundKind, amount: Decimal | None, reason: str
 ) -> Refund | None:
+    """The refund ``key`` was first used for, when it was for the same thing; else IdempotencyConflict.
+
+    ``amount`` None (a full refund) matches any amount: what was left then, whatever is left now.
+    """
     existing = Refund.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()
     if existing is None:
         return None
-    if (existing.trade_id, existing.kind, existing.amount, existing.reason) != (
-        trade.pk,
-        kind,
-        amount,
-        reason,
+    if (existing.trade_id, existing.kind, existing.reason) != (trade.pk, kind, reason) or (
+        amount is not None and existing.amount != amount
     ):
         used_for = (_("reversal %(id)s") if existing.kind == RefundKind.REVERSE else _("refund %(id)s")) % {
             "id": existing.gateway_refund_id
@@ -462,16 +463,34 @@ def request_refund(
     value = _refund_amount(amount, trade.currency)
     _check_currency(trade, currency)
     _check_reason(trade, reason)
-    key = _check_key(idempotency_key)
+    return _request(trade, value, reason=reason, key=_check_key(idempotency_key))
+
+
+def _request(
+    trade: Trade, value: Decimal | None, *, reason: str, key: str, full: str | None = None
+) -> Refund:
+    """Replay, check and create a REFUND of ``value`` under the trade's row lock.
+
+    ``full`` (from :func:`request_full_refund`): why the trade could not be refunded when ``value`` was
+    read, "" when it could; a replay of the key then matches any amount (what was left then), and a
+    refusal read before the lock, with ``value`` None, raises RefundNotAllowed once the key is not a replay.
+    """
     now = clock.now()
     with transaction.atomic():
         locked = _lock(trade)
         if key:
             existing = _replay(
-                locked.merchant_id, key, trade=locked, kind=RefundKind.REFUND, amount=value, reason=reason
+                locked.merchant_id,
+                key,
+                trade=locked,
+                kind=RefundKind.REFUND,
+                amount=None if full is not None else value,
+                reason=reason,
             )
             if existing is not None:
                 return _finish(existing, trade, locked)
+        if value is None:
+            raise RefundNotAllowed(full or "", out_trade_no=locked.out_trade_no)
         refusal = _refund_refusal(locked, now)
         if refusal is not None:
             refusal.out_trade_no = locked.out_trade_no
@@ -489,21 +508,19 @@ def request_refund(
 def request_full_refund(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
     """Refund everything still refundable on ``trade``: the amount less refunds made or on their way.
 
-    The remaining amount is read afresh; :func:`request_refund` then checks it under the row lock, so a
-    refund racing this one makes it fail (RefundAmountExceeded) rather than over-refund. Raises
-    RefundNotAllowed with the reason of :func:`refund_refusal` when nothing can be refunded. The same
-    ``idempotency_key`` again returns the refund it was first used for (nothing new is sent).
+    The same ``idempotency_key`` again, with the same reason, returns the refund it was first used for
+    (nothing new is sent), checked under the trade's row lock like :func:`request_refund`; with another
+    reason, or for another trade or a reversal, it raises IdempotencyConflict. Otherwise the remaining
+    amount is read afresh and checked again under the row lock, so a refund racing this one makes it fail
+    (RefundAmountExceeded) rather than over-refund. Raises RefundNotAllowed with the reason of
+    :func:`refund_refusal` when nothing can be refunded.
     """
+    _check_reason(trade, reason)
     key = _check_key(idempotency_key)
-    if key:
-        existing = Refund.objects.filter(trade=trade, kind=RefundKind.REFUND, idempotency_key=key).first()
-        if existing is not None:
-            return existing
     trade.refresh_from_db()
-    refusal = refund_refusal(trade)
-    if refusal is not None:
-        raise RefundNotAllowed(refusal, out_trade_no=trade.out_trade_no)
-    return request_refund(trade, trade.refundable_amount, reason=reason, idempotency_key=idempotency_key)
+    refused = refund_refusal(trade)
+    value = None if refused is not None else _refund_amount(trade.refundable_amount, trade.currency)
+    return _request(trade, value, reason=reason, key=key, full=refused or "")
 
 
 def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
@@ -572,7 +589,7 @@ def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str
             return {"partner_trans_id": trade.out_trade_no}
         return {"out_trade_no": trade.out_trade_no, "timestamp": protocol_clock.format_datetime(sent_at)}
     request = {"currency": refund.currency, "is_sync": sync}
-    if Product(trade.product).is_online:
+    if trade.is_online:
         request |= {
             "out_return_no": refund.gateway_refund_id,
             "out_trade_no": trade.out_trade_no,
@@ -732,7 +749,7 @@ def call_in_flight(refund: Refund) -> float:
 
 def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
     merchant = Merchant.objects.get(pk=trade.merchant_id)
-    online = Product(trade.product).is_online
+    online = trade.is_online
     client = gateway.client_for(merchant, instore=not online)
     if refund.kind == RefundKind.REVERSE:
         if "partner_trans_id" in request:
@@ -845,9 +862,7 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
         return refund
     trade = Trade.objects.get(pk=refund.trade_id)
     # The client is built first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
-    gateway.client_for(
-        Merchant.objects.get(pk=trade.merchant_id), instore=not Product(trade.product).is_online
-    )
+    gateway.client_for(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
     budget = app_settings.REFUND_MAX_WAIT
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:

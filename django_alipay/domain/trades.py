@@ -221,7 +221,7 @@ def _resume(merchant: Merchant, fields: Mapping[str, Any]) -> TradeStart | None:
         earlier is None
         or not earlier.payment_url
         or earlier.product != fields["product"]
-        or not Product(earlier.product).is_online
+        or not earlier.is_online
         or (earlier.amount, earlier.currency) != (fields["amount"], fields["currency"])
         or earlier.status != TradeStatus.WAIT_BUYER_PAY
     ):
@@ -617,7 +617,7 @@ def sync_trades(
 def _query(trade: Trade, pool: gateway.ClientPool) -> dict[str, Any] | None:
     """The gateway's report on ``trade`` as :func:`apply_status` arguments; None for "no such trade"."""
     merchant = trade.merchant
-    online = Product(trade.product).is_online
+    online = trade.is_online
     client = pool.client(merchant, instore=not online)
     result: Any
     try:
