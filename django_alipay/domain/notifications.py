@@ -46,6 +46,7 @@ from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
 from django_alipay.domain import clock, refunds, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
+from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import (
     NotificationFlag,
     NotificationKind,
@@ -800,7 +801,9 @@ def _process_refund(
             trade,
             refund,
         )
-    refunds.record_result(refund, outcome=outcome, code=code, response=dict(params))
+    refunds.record_result(
+        refund, outcome=outcome, code=code, response=dict(params), event=RefundEvent.NOTIFICATION
+    )
     if refund.status != outcome:
         return _Result(
             ProcessingOutcome.IGNORED,

@@ -56,8 +56,10 @@ from django_alipay.domain.errors import (
     RefundWindowClosed,
     ReverseNotAllowed,
 )
+from django_alipay.domain.lifecycle import REFUND_FINAL, RefundEvent, check_refund_move
 from django_alipay.enums import Product, RefundKind, RefundStatus
 from django_alipay.models import Merchant, Refund, RefundSlot, Trade
+from django_alipay.models.refund import ERROR_CODE_MAX
 from django_alipay.protocol import clock as protocol_clock
 from django_alipay.protocol import money
 from django_alipay.protocol.codes import TradeStatus, lookup_error
@@ -738,9 +740,7 @@ def call_in_flight(refund: Refund) -> float:
     caller that resends before then may send the same request twice (harmless with the same gateway id,
     but needless).
     """
-    if refund.status not in (RefundStatus.SUBMITTED, RefundStatus.UNKNOWN) or refund.response:
-        return 0.0
-    if refund.submitted_at is None:
+    if not refund.in_flight or refund.submitted_at is None:
         return 0.0
     window = float(app_settings.HTTP_TOTAL_TIMEOUT) + IN_FLIGHT_SLACK
     left = (refund.submitted_at + timedelta(seconds=window) - clock.now()).total_seconds()
@@ -776,8 +776,7 @@ class _Outcome:
 
 def _interpret(refund: Refund, answer: Any, request: Mapping[str, str]) -> _Outcome:
     """What a successful call's answer means for the refund."""
-    # A bare is_success=T still records that an answer came: an empty response means "no answer yet".
-    fields = {str(k): str(v) for k, v in getattr(answer, "fields", {}).items()} or {"is_success": "T"}
+    fields = {str(k): str(v) for k, v in getattr(answer, "fields", {}).items()}
     code = fields.get("result_code", "")
     error = fields.get("error") or fields.get("detail_error_code") or ""
     description = fields.get("detail_error_des", "")
@@ -845,6 +844,7 @@ def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool, slot:
         code=outcome.code,
         description=outcome.description,
         response=outcome.fields or {},
+        event=RefundEvent.ANSWER,
     )
 
 
@@ -893,12 +893,15 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
                     code=ReverseNotAllowed.__name__,
                     description=too_late,
                     response={"error": ReverseNotAllowed.__name__, "description": too_late},
+                    event=RefundEvent.EXPIRED,
                 )
         request = _build_request(refund, trade, now)
+        check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.CLAIM, RefundStatus.SUBMITTED)
         claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(
             status=RefundStatus.SUBMITTED,
             request_params=request,
             response={},
+            answered_at=None,
             submitted_at=now,
             attempts=F("attempts") + 1,
             updated_at=timezone.now(),
@@ -925,7 +928,7 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
     """
     refund.refresh_from_db()
     resendable = refund.status == RefundStatus.UNKNOWN or (
-        refund.status == RefundStatus.SUBMITTED and not refund.response
+        refund.status == RefundStatus.SUBMITTED and refund.answered_at is None
     )
     if not resendable:
         return refund
@@ -940,7 +943,10 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
             )
         if trade.status == TradeStatus.TRADE_CLOSED:
             return record_result(
-                refund, outcome=RefundStatus.SUCCEEDED, response=dict(trade.gateway_response)
+                refund,
+                outcome=RefundStatus.SUCCEEDED,
+                response=dict(trade.gateway_response),
+                event=RefundEvent.QUERY,
             )
         if "timestamp" in request:
             # cancel requests expire after 30 minutes; the resend is the same cancel with a fresh timestamp.
@@ -948,9 +954,14 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=refund.merchant_id)
     slot = _take_send_slot(partner, wait=wait)
     try:
-        # The claim empties the response, so that "claimed, no answer yet" reads the same as after submit().
+        # The claim clears the last answer: "claimed, no answer yet" (in flight), as after submit().
+        check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.RESEND, refund.status)
         claimed = Refund.objects.filter(pk=refund.pk, status=refund.status, attempts=refund.attempts).update(
-            attempts=F("attempts") + 1, submitted_at=clock.now(), response={}, updated_at=timezone.now()
+            attempts=F("attempts") + 1,
+            submitted_at=clock.now(),
+            response={},
+            answered_at=None,
+            updated_at=timezone.now(),
         )
     except BaseException:
         _return_unused_slot(slot)
@@ -965,15 +976,6 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
 
 # --- recording ---------------------------------------------------------------------------------------------
 
-_ALLOWED = {
-    RefundStatus.REQUESTED: {RefundStatus.REQUESTED, RefundStatus.SUBMITTED, RefundStatus.UNKNOWN,
-                             RefundStatus.SUCCEEDED, RefundStatus.FAILED},
-    RefundStatus.SUBMITTED: {RefundStatus.REQUESTED, RefundStatus.SUBMITTED, RefundStatus.UNKNOWN,
-                             RefundStatus.SUCCEEDED, RefundStatus.FAILED},
-    RefundStatus.UNKNOWN: {RefundStatus.SUBMITTED, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED,
-                           RefundStatus.FAILED},
-}  # fmt: skip
-
 
 def record_result(
     refund: Refund,
@@ -982,13 +984,18 @@ def record_result(
     code: str = "",
     description: str = "",
     response: Mapping[str, Any] | None = None,
+    event: RefundEvent = RefundEvent.REPORT,
 ) -> Refund:
     """Record what became of a refund (a gateway answer, a notification, or a person's finding).
 
     Under the trade's and the refund's row locks. SUCCEEDED moves the amount from pending to refunded (and a
     REVERSE closes the trade); FAILED releases it; SUBMITTED (accepted) and UNKNOWN keep it reserved.
     SUCCEEDED and FAILED are final: a later, different outcome is logged as a conflict and ignored, a repeat
-    of the same one changes nothing. Signals are sent after the commit. Returns the refreshed refund.
+    of the same one changes nothing. Any other move must be in the life-cycle table for ``event``
+    (:data:`~django_alipay.domain.lifecycle.REFUND_MOVES`), else IllegalMove is raised and nothing changes.
+    The refund's ``answered_at`` is set: its last call is no longer in flight. An error code is kept whole
+    up to ERROR_CODE_MAX characters (a longer one is cut there, with a warning; ``response`` keeps the
+    answer as received). Signals are sent after the commit. Returns the refreshed refund.
     """
     status = RefundStatus(outcome)
     raw = {str(k): str(v) for k, v in (response or {}).items()}
@@ -997,7 +1004,7 @@ def record_result(
         trade = Trade.objects.select_for_update().get(pk=refund.trade_id)
         locked = Refund.objects.select_for_update().get(pk=refund.pk)
         previous = RefundStatus(locked.status)
-        if status not in _ALLOWED.get(previous, set()):
+        if previous in REFUND_FINAL:
             if status != previous:
                 logger.error(
                     "%s %s is already %s; a later report of %s (%s) was ignored",
@@ -1009,12 +1016,23 @@ def record_result(
                 )
             trades._copy_into(refund, locked)
             return refund
+        check_refund_move(locked.gateway_refund_id, previous, event, status)
         locked.status = status
         if code or status in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
-            locked.error_code = code[:64]
+            if len(code) > ERROR_CODE_MAX:
+                logger.warning(
+                    "%s %s: error code of %d characters cut to %d: %r",
+                    locked.kind,
+                    locked.gateway_refund_id,
+                    len(code),
+                    ERROR_CODE_MAX,
+                    code,
+                )
+            locked.error_code = code[:ERROR_CODE_MAX]
             locked.error_description = description
         if raw:
             locked.response = raw
+        locked.answered_at = now
         if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             locked.completed_at = now
         locked.save()

@@ -16,13 +16,13 @@ from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock
+from django_alipay.domain import clock, lifecycle
 from django_alipay.domain.errors import TradeNotAllowed
 from django_alipay.enums import NotificationFlag, Product
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol import money, services
 from django_alipay.protocol.client import PageRequest
-from django_alipay.protocol.codes import TradeStatus, can_transition
+from django_alipay.protocol.codes import TradeStatus
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
     AlipayError,
@@ -498,7 +498,7 @@ def _apply_locked(
     now = clock.now()
     updates: dict[str, Any] = {}
     if new.value != previous:
-        if not can_transition(previous, new):
+        if not lifecycle.trade_move_allowed(previous, new):
             return StatusChange(
                 trade,
                 previous,
