@@ -37,7 +37,7 @@ __all__ = [
 
 
 class RefundEvent(StrEnum):
-    """What happens to a refund; each value is followed by what it means in the docs table."""
+    """What moves a refund's status; ``meaning`` says it in words, for the docs."""
 
     CLAIM = "claim"
     RESEND = "resend"
