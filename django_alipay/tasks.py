@@ -128,7 +128,7 @@ def _settled(refund: Refund) -> bool:
         return True
     if refund.status == RefundStatus.UNKNOWN and refund.error_code in settlement.ANSWERS_AWAITING_FILE:
         return True
-    return refund.status == RefundStatus.SUBMITTED and bool(refund.response)
+    return refund.accepted
 
 
 def _label(refund: Refund) -> str:
@@ -360,9 +360,9 @@ def reconcile_unknown_refunds(self: Any, merchant_id: int | None = None) -> dict
     merchant = _merchant(merchant_id)
     enqueued = awaiting = 0
     queue = str(app_settings.REFUND_TASK_QUEUE)
-    pending = reconciliation.pending_refunds(merchant=merchant).only("pk", "kind", "status", "response")
+    pending = reconciliation.pending_refunds(merchant=merchant).only("pk", "kind", "status", "answered_at")
     for refund in pending.order_by("pk").iterator():
-        if refund.status == RefundStatus.SUBMITTED and refund.response:
+        if refund.accepted:
             awaiting += 1
             continue
         task = submit_reverse if refund.kind == RefundKind.REVERSE else submit_refund

@@ -1,8 +1,8 @@
-"""Render the documentation's tables that come from code (settings, system checks) and rewrite them in place.
+"""Render the documentation's tables that come from code (settings, checks, life cycles) and rewrite them.
 
-``docs/configuration.md`` and ``docs/credentials.md`` hold blocks between ``<!-- generated: NAME -->`` and
-``<!-- end: NAME -->``; ``tests/test_docs.py`` fails when a block differs from what this module renders.
-Regenerate them with::
+``docs/configuration.md``, ``docs/credentials.md`` and ``docs/refunds.md`` hold blocks between
+``<!-- generated: NAME -->`` and ``<!-- end: NAME -->``; ``tests/test_docs.py`` fails when a block differs
+from what this module renders. Regenerate them with::
 
     python -m tests.docs_tables
 """
@@ -70,10 +70,26 @@ def render_checks_table() -> str:
     return "\n".join(lines)
 
 
+def render_refund_moves() -> str:
+    """The refund life cycle, from ``django_alipay.domain.lifecycle.REFUND_MOVES``."""
+    from django_alipay.domain import lifecycle
+
+    return lifecycle.render_refund_moves()
+
+
+def render_trade_moves() -> str:
+    """The trade life cycle, from ``django_alipay.domain.lifecycle.TRADE_MOVES``."""
+    from django_alipay.domain import lifecycle
+
+    return lifecycle.render_trade_moves()
+
+
 #: Generated blocks: (page, block name, renderer).
 BLOCKS: tuple[tuple[str, str, Callable[[], str]], ...] = (
     ("configuration.md", "alipay-settings", render_settings_table),
     ("credentials.md", "system-checks", render_checks_table),
+    ("refunds.md", "refund-moves", render_refund_moves),
+    ("refunds.md", "trade-moves", render_trade_moves),
 )
 
 

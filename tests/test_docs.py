@@ -256,3 +256,13 @@ def test_the_metadata_names_the_source_the_issues_the_changelog_and_every_tested
         assert f"Programming Language :: Python :: 3.{python}" in project["classifiers"]
         assert f"Framework :: Django :: {major}.{minor}" in project["classifiers"]
     assert tested
+
+
+def test_the_refund_and_trade_life_cycles_in_the_docs_are_generated_from_the_domain_tables():
+    for name, render in (
+        ("refund-moves", docs_tables.render_refund_moves),
+        ("trade-moves", docs_tables.render_trade_moves),
+    ):
+        assert docs_tables.block("refunds.md", name) == render(), (
+            "docs/refunds.md is stale: run `python -m tests.docs_tables`"
+        )

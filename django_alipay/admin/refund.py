@@ -76,7 +76,10 @@ class RefundAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
             gettext_lazy("Outcome"),
             {"fields": ("status_badge", "gateway_said", "evidence", "attempts", "idempotency_key")},
         ),
-        (gettext_lazy("Times"), {"fields": ("created_both", "submitted_both", "completed_both")}),
+        (
+            gettext_lazy("Times"),
+            {"fields": ("created_both", "submitted_both", "answered_both", "completed_both")},
+        ),
         (
             gettext_lazy("Technical details"),
             {"classes": ("collapse",), "fields": ("request_block", "response_block")},
@@ -96,6 +99,7 @@ class RefundAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
         "idempotency_key",
         "created_both",
         "submitted_both",
+        "answered_both",
         "completed_both",
         "request_block",
         "response_block",
@@ -149,6 +153,12 @@ class RefundAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("Last sent"))
     def submitted_both(self, obj: Refund) -> SafeString:
         return both_times(obj.submitted_at)
+
+    @admin.display(description=gettext_lazy("Answered"))
+    def answered_both(self, obj: Refund) -> SafeString:
+        if obj.in_flight:
+            return format_html("{}", _("Not yet: its call is under way, or the process making it stopped."))
+        return both_times(obj.answered_at)
 
     @admin.display(description=gettext_lazy("Completed"))
     def completed_both(self, obj: Refund) -> SafeString:

@@ -47,11 +47,11 @@ from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
 from django_alipay.domain import clock, refunds, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
+from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import (
     NotificationFlag,
     NotificationKind,
     ProcessingOutcome,
-    Product,
     RefundStatus,
     Verification,
 )
@@ -471,7 +471,7 @@ def _confirm_by_query(
             NotificationFlag.VERIFY_FALSE,
             "notify_verify did not answer true, and the notification names no order of this merchant",
         )
-    query = "single_trade_query" if Product(trade.product).is_online else "alipay.acquire.overseas.query"
+    query = "single_trade_query" if trade.is_online else "alipay.acquire.overseas.query"
     reported = params.get("trade_status") or params.get("alipay_trans_status") or ""
     try:
         change = trades.sync_trade(trade)
@@ -802,7 +802,9 @@ def _process_refund(
             trade,
             refund,
         )
-    refunds.record_result(refund, outcome=outcome, code=code, response=dict(params))
+    refunds.record_result(
+        refund, outcome=outcome, code=code, response=dict(params), event=RefundEvent.NOTIFICATION
+    )
     if refund.status != outcome:
         return _Result(
             ProcessingOutcome.IGNORED,

@@ -132,7 +132,7 @@ def stranded_refunds(*, merchant: Merchant | None = None, after: float | None = 
     )
     no_task = Q(task_due_at__isnull=True) | Q(task_due_at__lte=now - grace)
     requested = Q(status=RefundStatus.REQUESTED, created_at__lte=now - grace)
-    unanswered = Q(status=RefundStatus.SUBMITTED, response={}, submitted_at__lte=call_over)
+    unanswered = Q(status=RefundStatus.SUBMITTED, answered_at__isnull=True, submitted_at__lte=call_over)
     queryset = Refund.objects.filter(no_task & (requested | unanswered))
     return queryset.filter(merchant=merchant) if merchant is not None else queryset
 
@@ -262,7 +262,7 @@ def _record_sync(result: trades.TradeSync, report: ReconciliationReport) -> None
 def _settle_one(refund: Refund, report: ReconciliationReport) -> None:
     before = refund.status
     out_trade_no = refund.trade.out_trade_no
-    if refund.status == RefundStatus.SUBMITTED and refund.response:
+    if refund.accepted:
         report.mismatches.append(
             Mismatch(
                 "refund",

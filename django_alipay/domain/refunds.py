@@ -56,8 +56,10 @@ from django_alipay.domain.errors import (
     RefundWindowClosed,
     ReverseNotAllowed,
 )
+from django_alipay.domain.lifecycle import REFUND_FINAL, RefundEvent, check_refund_move
 from django_alipay.enums import Product, RefundKind, RefundStatus
 from django_alipay.models import Merchant, Refund, RefundSlot, Trade
+from django_alipay.models.refund import ERROR_CODE_MAX
 from django_alipay.protocol import clock as protocol_clock
 from django_alipay.protocol import money
 from django_alipay.protocol.codes import TradeStatus, lookup_error
@@ -146,7 +148,7 @@ def _check_currency(trade: Trade, currency: str | None) -> None:
 
 
 def _check_reason(trade: Trade, reason: str) -> None:
-    limit = _REASON_MAX[Product(trade.product).is_online]
+    limit = _REASON_MAX[trade.is_online]
     if not isinstance(reason, str):
         raise InvalidParameterError(_("The refund reason must be text."), parameter="reason")
     if len(reason) > limit:
@@ -196,7 +198,7 @@ def _refund_refusal(trade: Trade, now: datetime) -> RefundNotAllowed | None:
         return RefundNotAllowed(
             _("Order %(order)s is closed at Alipay: it can no longer be refunded.") % order
         )
-    if trade.status == TradeStatus.TRADE_FINISHED and not Product(trade.product).is_online:
+    if trade.status == TradeStatus.TRADE_FINISHED and not trade.is_online:
         return RefundWindowClosed(
             _("Order %(order)s is finished at Alipay: its refund period has ended.") % order
         )
@@ -241,7 +243,7 @@ def reverse_refusal(trade: Trade, now: datetime | None = None) -> str | None:
     """
     now = now or clock.now()
     order = {"order": trade.out_trade_no}
-    if Product(trade.product).is_online:
+    if trade.is_online:
         return (
             _("Order %(order)s was paid online; online payments cannot be reversed, refund them instead.")
             % order
@@ -318,16 +320,17 @@ def _lock(trade: Trade) -> Trade:
 
 
 def _replay(
-    merchant_id: int, key: str, *, trade: Trade, kind: RefundKind, amount: Decimal, reason: str
+    merchant_id: int, key: str, *, trade: Trade, kind: RefundKind, amount: Decimal | None, reason: str
 ) -> Refund | None:
+    """The refund ``key`` was first used for, when it was for the same thing; else IdempotencyConflict.
+
+    ``amount`` None (a full refund) matches any amount: what was left then, whatever is left now.
+    """
     existing = Refund.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()
     if existing is None:
         return None
-    if (existing.trade_id, existing.kind, existing.amount, existing.reason) != (
-        trade.pk,
-        kind,
-        amount,
-        reason,
+    if (existing.trade_id, existing.kind, existing.reason) != (trade.pk, kind, reason) or (
+        amount is not None and existing.amount != amount
     ):
         used_for = (_("reversal %(id)s") if existing.kind == RefundKind.REVERSE else _("refund %(id)s")) % {
             "id": existing.gateway_refund_id
@@ -464,16 +467,34 @@ def request_refund(
     value = _refund_amount(amount, trade.currency)
     _check_currency(trade, currency)
     _check_reason(trade, reason)
-    key = _check_key(idempotency_key)
+    return _request(trade, value, reason=reason, key=_check_key(idempotency_key))
+
+
+def _request(
+    trade: Trade, value: Decimal | None, *, reason: str, key: str, full: str | None = None
+) -> Refund:
+    """Replay, check and create a REFUND of ``value`` under the trade's row lock.
+
+    ``full`` (from :func:`request_full_refund`): why the trade could not be refunded when ``value`` was
+    read, "" when it could; a replay of the key then matches any amount (what was left then), and a
+    refusal read before the lock, with ``value`` None, raises RefundNotAllowed once the key is not a replay.
+    """
     now = clock.now()
     with transaction.atomic():
         locked = _lock(trade)
         if key:
             existing = _replay(
-                locked.merchant_id, key, trade=locked, kind=RefundKind.REFUND, amount=value, reason=reason
+                locked.merchant_id,
+                key,
+                trade=locked,
+                kind=RefundKind.REFUND,
+                amount=None if full is not None else value,
+                reason=reason,
             )
             if existing is not None:
                 return _finish(existing, trade, locked)
+        if value is None:
+            raise RefundNotAllowed(full or "", out_trade_no=locked.out_trade_no)
         refusal = _refund_refusal(locked, now)
         if refusal is not None:
             refusal.out_trade_no = locked.out_trade_no
@@ -491,21 +512,19 @@ def request_refund(
 def request_full_refund(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
     """Refund everything still refundable on ``trade``: the amount less refunds made or on their way.
 
-    The remaining amount is read afresh; :func:`request_refund` then checks it under the row lock, so a
-    refund racing this one makes it fail (RefundAmountExceeded) rather than over-refund. Raises
-    RefundNotAllowed with the reason of :func:`refund_refusal` when nothing can be refunded. The same
-    ``idempotency_key`` again returns the refund it was first used for (nothing new is sent).
+    The same ``idempotency_key`` again, with the same reason, returns the refund it was first used for
+    (nothing new is sent), checked under the trade's row lock like :func:`request_refund`; with another
+    reason, or for another trade or a reversal, it raises IdempotencyConflict. Otherwise the remaining
+    amount is read afresh and checked again under the row lock, so a refund racing this one makes it fail
+    (RefundAmountExceeded) rather than over-refund. Raises RefundNotAllowed with the reason of
+    :func:`refund_refusal` when nothing can be refunded.
     """
+    _check_reason(trade, reason)
     key = _check_key(idempotency_key)
-    if key:
-        existing = Refund.objects.filter(trade=trade, kind=RefundKind.REFUND, idempotency_key=key).first()
-        if existing is not None:
-            return existing
     trade.refresh_from_db()
-    refusal = refund_refusal(trade)
-    if refusal is not None:
-        raise RefundNotAllowed(refusal, out_trade_no=trade.out_trade_no)
-    return request_refund(trade, trade.refundable_amount, reason=reason, idempotency_key=idempotency_key)
+    refused = refund_refusal(trade)
+    value = None if refused is not None else _refund_amount(trade.refundable_amount, trade.currency)
+    return _request(trade, value, reason=reason, key=key, full=refused or "")
 
 
 def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
@@ -574,7 +593,7 @@ def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str
             return {"partner_trans_id": trade.out_trade_no}
         return {"out_trade_no": trade.out_trade_no, "timestamp": protocol_clock.format_datetime(sent_at)}
     request = {"currency": refund.currency, "is_sync": sync}
-    if Product(trade.product).is_online:
+    if trade.is_online:
         request |= {
             "out_return_no": refund.gateway_refund_id,
             "out_trade_no": trade.out_trade_no,
@@ -723,9 +742,7 @@ def call_in_flight(refund: Refund) -> float:
     caller that resends before then may send the same request twice (harmless with the same gateway id,
     but needless).
     """
-    if refund.status not in (RefundStatus.SUBMITTED, RefundStatus.UNKNOWN) or refund.response:
-        return 0.0
-    if refund.submitted_at is None:
+    if not refund.in_flight or refund.submitted_at is None:
         return 0.0
     window = float(app_settings.HTTP_TOTAL_TIMEOUT) + IN_FLIGHT_SLACK
     left = (refund.submitted_at + timedelta(seconds=window) - clock.now()).total_seconds()
@@ -734,7 +751,7 @@ def call_in_flight(refund: Refund) -> float:
 
 def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
     merchant = Merchant.objects.get(pk=trade.merchant_id)
-    online = Product(trade.product).is_online
+    online = trade.is_online
     client = gateway.client_for(merchant, instore=not online)
     if refund.kind == RefundKind.REVERSE:
         if "partner_trans_id" in request:
@@ -765,8 +782,7 @@ class _Outcome:
 
 def _interpret(refund: Refund, answer: Any, request: Mapping[str, str]) -> _Outcome:
     """What a successful call's answer means for the refund."""
-    # A bare is_success=T still records that an answer came: an empty response means "no answer yet".
-    fields = {str(k): str(v) for k, v in getattr(answer, "fields", {}).items()} or {"is_success": "T"}
+    fields = {str(k): str(v) for k, v in getattr(answer, "fields", {}).items()}
     code = fields.get("result_code", "")
     error = fields.get("error") or fields.get("detail_error_code") or ""
     description = fields.get("detail_error_des", "")
@@ -847,6 +863,7 @@ def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool, slot:
         code=outcome.code,
         description=outcome.description,
         response=outcome.fields or {},
+        event=RefundEvent.ANSWER,
     )
 
 
@@ -864,9 +881,7 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
         return refund
     trade = Trade.objects.get(pk=refund.trade_id)
     # The client is built first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
-    gateway.client_for(
-        Merchant.objects.get(pk=trade.merchant_id), instore=not Product(trade.product).is_online
-    )
+    gateway.client_for(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
     budget = app_settings.REFUND_MAX_WAIT
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:
@@ -897,12 +912,15 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
                     code=ReverseNotAllowed.__name__,
                     description=too_late,
                     response={"error": ReverseNotAllowed.__name__, "description": too_late},
+                    event=RefundEvent.EXPIRED,
                 )
         request = _build_request(refund, trade, now)
+        check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.CLAIM, RefundStatus.SUBMITTED)
         claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(
             status=RefundStatus.SUBMITTED,
             request_params=request,
             response={},
+            answered_at=None,
             submitted_at=now,
             attempts=F("attempts") + 1,
             updated_at=timezone.now(),
@@ -929,7 +947,7 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
     """
     refund.refresh_from_db()
     resendable = refund.status == RefundStatus.UNKNOWN or (
-        refund.status == RefundStatus.SUBMITTED and not refund.response
+        refund.status == RefundStatus.SUBMITTED and refund.answered_at is None
     )
     if not resendable:
         return refund
@@ -944,7 +962,10 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
             )
         if trade.status == TradeStatus.TRADE_CLOSED:
             return record_result(
-                refund, outcome=RefundStatus.SUCCEEDED, response=dict(trade.gateway_response)
+                refund,
+                outcome=RefundStatus.SUCCEEDED,
+                response=dict(trade.gateway_response),
+                event=RefundEvent.QUERY,
             )
         if "timestamp" in request:
             # cancel requests expire after 30 minutes; the resend is the same cancel with a fresh timestamp.
@@ -952,9 +973,14 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=refund.merchant_id)
     slot = _take_send_slot(partner, wait=wait)
     try:
-        # The claim empties the response, so that "claimed, no answer yet" reads the same as after submit().
+        # The claim clears the last answer: "claimed, no answer yet" (in flight), as after submit().
+        check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.RESEND, refund.status)
         claimed = Refund.objects.filter(pk=refund.pk, status=refund.status, attempts=refund.attempts).update(
-            attempts=F("attempts") + 1, submitted_at=clock.now(), response={}, updated_at=timezone.now()
+            attempts=F("attempts") + 1,
+            submitted_at=clock.now(),
+            response={},
+            answered_at=None,
+            updated_at=timezone.now(),
         )
     except BaseException:
         _return_unused_slot(slot)
@@ -969,15 +995,6 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
 
 # --- recording ---------------------------------------------------------------------------------------------
 
-_ALLOWED = {
-    RefundStatus.REQUESTED: {RefundStatus.REQUESTED, RefundStatus.SUBMITTED, RefundStatus.UNKNOWN,
-                             RefundStatus.SUCCEEDED, RefundStatus.FAILED},
-    RefundStatus.SUBMITTED: {RefundStatus.REQUESTED, RefundStatus.SUBMITTED, RefundStatus.UNKNOWN,
-                             RefundStatus.SUCCEEDED, RefundStatus.FAILED},
-    RefundStatus.UNKNOWN: {RefundStatus.SUBMITTED, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED,
-                           RefundStatus.FAILED},
-}  # fmt: skip
-
 
 def record_result(
     refund: Refund,
@@ -986,13 +1003,18 @@ def record_result(
     code: str = "",
     description: str = "",
     response: Mapping[str, Any] | None = None,
+    event: RefundEvent = RefundEvent.REPORT,
 ) -> Refund:
     """Record what became of a refund (a gateway answer, a notification, or a person's finding).
 
     Under the trade's and the refund's row locks. SUCCEEDED moves the amount from pending to refunded (and a
     REVERSE closes the trade); FAILED releases it; SUBMITTED (accepted) and UNKNOWN keep it reserved.
     SUCCEEDED and FAILED are final: a later, different outcome is logged as a conflict and ignored, a repeat
-    of the same one changes nothing. Signals are sent after the commit. Returns the refreshed refund.
+    of the same one changes nothing. Any other move must be in the life-cycle table for ``event``
+    (:data:`~django_alipay.domain.lifecycle.REFUND_MOVES`), else IllegalMove is raised and nothing changes.
+    The refund's ``answered_at`` is set: its last call is no longer in flight. An error code is kept whole
+    up to ERROR_CODE_MAX characters (a longer one is cut there, with a warning; ``response`` keeps the
+    answer as received). Signals are sent after the commit. Returns the refreshed refund.
     """
     status = RefundStatus(outcome)
     raw = {str(k): str(v) for k, v in (response or {}).items()}
@@ -1001,7 +1023,7 @@ def record_result(
         trade = Trade.objects.select_for_update().get(pk=refund.trade_id)
         locked = Refund.objects.select_for_update().get(pk=refund.pk)
         previous = RefundStatus(locked.status)
-        if status not in _ALLOWED.get(previous, set()):
+        if previous in REFUND_FINAL:
             if status != previous:
                 logger.error(
                     "%s %s is already %s; a later report of %s (%s) was ignored",
@@ -1013,12 +1035,23 @@ def record_result(
                 )
             trades._copy_into(refund, locked)
             return refund
+        check_refund_move(locked.gateway_refund_id, previous, event, status)
         locked.status = status
         if code or status in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
-            locked.error_code = code[:64]
+            if len(code) > ERROR_CODE_MAX:
+                logger.warning(
+                    "%s %s: error code of %d characters cut to %d: %r",
+                    locked.kind,
+                    locked.gateway_refund_id,
+                    len(code),
+                    ERROR_CODE_MAX,
+                    code,
+                )
+            locked.error_code = code[:ERROR_CODE_MAX]
             locked.error_description = description
         if raw:
             locked.response = raw
+        locked.answered_at = now
         if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             locked.completed_at = now
         locked.save()

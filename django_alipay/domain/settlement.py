@@ -24,6 +24,7 @@ from django.db.models import Q, QuerySet
 
 from django_alipay import gateway
 from django_alipay.domain import clock, refunds
+from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import RefundKind, RefundStatus
 from django_alipay.exceptions import AlipayConfigurationError
 from django_alipay.models import Merchant, Refund
@@ -155,6 +156,7 @@ def _settle(refund: Refund, record: TransactionRecord, report: FileSettlementRep
         refund,
         outcome=RefundStatus.SUCCEEDED,
         response={"source": "forex_compare_file", "line": record.line},
+        event=RefundEvent.FILE,
     )
     if settled.status == RefundStatus.SUCCEEDED:
         report.settled.append(label)

@@ -16,13 +16,13 @@ from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock
+from django_alipay.domain import clock, lifecycle
 from django_alipay.domain.errors import TradeNotAllowed
 from django_alipay.enums import NotificationFlag, Product
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol import money, services
 from django_alipay.protocol.client import PageRequest
-from django_alipay.protocol.codes import TradeStatus, can_transition
+from django_alipay.protocol.codes import TradeStatus
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
     AlipayError,
@@ -221,7 +221,7 @@ def _resume(merchant: Merchant, fields: Mapping[str, Any]) -> TradeStart | None:
         earlier is None
         or not earlier.payment_url
         or earlier.product != fields["product"]
-        or not Product(earlier.product).is_online
+        or not earlier.is_online
         or (earlier.amount, earlier.currency) != (fields["amount"], fields["currency"])
         or earlier.status != TradeStatus.WAIT_BUYER_PAY
     ):
@@ -498,7 +498,7 @@ def _apply_locked(
     now = clock.now()
     updates: dict[str, Any] = {}
     if new.value != previous:
-        if not can_transition(previous, new):
+        if not lifecycle.trade_move_allowed(previous, new):
             return StatusChange(
                 trade,
                 previous,
@@ -617,7 +617,7 @@ def sync_trades(
 def _query(trade: Trade, pool: gateway.ClientPool) -> dict[str, Any] | None:
     """The gateway's report on ``trade`` as :func:`apply_status` arguments; None for "no such trade"."""
     merchant = trade.merchant
-    online = Product(trade.product).is_online
+    online = trade.is_online
     client = pool.client(merchant, instore=not online)
     result: Any
     try:

@@ -10,7 +10,10 @@ from django.utils.translation import gettext_lazy as _
 from django_alipay.enums import RefundKind, RefundStatus
 from django_alipay.models.trade import AMOUNT_DECIMAL_PLACES, AMOUNT_MAX_DIGITS
 
-__all__ = ["Refund"]
+__all__ = ["ERROR_CODE_MAX", "Refund"]
+
+#: Characters kept of an error code: far above any code Alipay documents (the longest is about 40).
+ERROR_CODE_MAX = 255
 
 
 class Refund(models.Model):
@@ -46,7 +49,7 @@ class Refund(models.Model):
         db_index=True,
     )
     debits_balance = models.BooleanField(default=True, editable=False)
-    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_code = models.CharField(_("error code"), max_length=ERROR_CODE_MAX, blank=True)
     error_description = models.TextField(_("error description"), blank=True)
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, blank=True)
     request_params = models.JSONField(_("request"), default=dict, blank=True)
@@ -55,6 +58,10 @@ class Refund(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
     submitted_at = models.DateTimeField(_("last sent at"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    # When the outcome of the last gateway call was recorded: its answer, or a timeout or other unknown
+    # outcome, or a notification or file that settled it. None while the call claimed last (submitted_at)
+    # has no outcome recorded yet: the call is in flight, or its process died (see ``in_flight``).
+    answered_at = models.DateTimeField(_("answered at"), null=True, blank=True, editable=False)
     # When a task is due to take this requested (or claimed, unanswered) refund up; None while no task is
     # known to have it (the hand-over to the queue failed, or no queue is used): the sweeper sends it then.
     task_due_at = models.DateTimeField(_("task due at"), null=True, blank=True, editable=False)
@@ -95,6 +102,17 @@ class Refund(models.Model):
     def is_pending(self) -> bool:
         """True while the outcome is not final (requested, submitted, unknown)."""
         return self.status in RefundStatus.pending()
+
+    @property
+    def in_flight(self) -> bool:
+        """Claimed for a gateway call (submitted, or unknown and being asked again) with no outcome recorded
+        yet: the call is under way, or the process making it died."""
+        return self.status in (RefundStatus.SUBMITTED, RefundStatus.UNKNOWN) and self.answered_at is None
+
+    @property
+    def accepted(self) -> bool:
+        """Submitted and answered: Alipay accepted the refund, and its result comes by notification."""
+        return self.status == RefundStatus.SUBMITTED and self.answered_at is not None
 
     @property
     def awaits_sweep(self) -> bool:

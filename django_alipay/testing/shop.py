@@ -92,7 +92,6 @@ def notification_for(
     ``key`` defaults to the MD5 key for MD5 merchants; RSA/RSA2/DSA merchants need the private key of their
     "Alipay public key". Any field may be overridden, or left out with None.
     """
-    from django_alipay.enums import Product
 
     common: dict[str, Any] = {
         "key": _merchant_key(merchant, key),
@@ -123,7 +122,7 @@ def notification_for(
             f"no refund of order {order!r} is waiting for a result: pass out_return_no= and return_amount=",
             parameter="out_return_no",
         )
-    instore = trade is not None and not Product(trade.product).is_online
+    instore = trade is not None and not trade.is_online
     extra.setdefault("currency", trade.currency if trade is not None else "USD")
     return build_refund_notification(order, gateway_id, amount, instore=instore, **common, **extra)
 

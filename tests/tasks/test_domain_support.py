@@ -137,7 +137,7 @@ def test_a_claimed_refund_without_an_answer_is_in_flight_until_the_deadline_has_
     assert refunds.call_in_flight(refund) == 0.0  # REQUESTED: nobody has claimed it
 
     def claimed(seconds_ago: float, **fields: Any) -> Refund:
-        values = {"status": "submitted", "response": {}, **fields}
+        values = {"status": "submitted", "response": {}, "answered_at": None, **fields}
         values["submitted_at"] = NOW - timedelta(seconds=seconds_ago)
         Refund.objects.filter(pk=refund.pk).update(**values)
         return Refund.objects.get(pk=refund.pk)
@@ -146,7 +146,7 @@ def test_a_claimed_refund_without_an_answer_is_in_flight_until_the_deadline_has_
     assert refunds.call_in_flight(claimed(4)) == window - 4
     assert refunds.call_in_flight(claimed(window + 1)) == 0.0
     assert refunds.call_in_flight(claimed(1, status="unknown")) == window - 1  # a resend under way
-    assert refunds.call_in_flight(claimed(1, response={"is_success": "T"})) == 0.0  # answered
+    assert refunds.call_in_flight(claimed(1, answered_at=NOW)) == 0.0  # answered
 
 
 def test_a_resend_that_cannot_reach_the_gateway_leaves_the_refund_unknown_not_requested(
@@ -159,11 +159,12 @@ def test_a_resend_that_cannot_reach_the_gateway_leaves_the_refund_unknown_not_re
     merchant.save()
     refunds.submit(refund.pk)  # builds and stores the request; the connection is refused
     Refund.objects.filter(pk=refund.pk).update(
-        status=RefundStatus.SUBMITTED, response={}, submitted_at=NOW - timedelta(minutes=5)
+        status=RefundStatus.SUBMITTED, response={}, answered_at=None, submitted_at=NOW - timedelta(minutes=5)
     )
     refund = refunds.resolve_unknown(Refund.objects.get(pk=refund.pk))
     assert refund.status == RefundStatus.UNKNOWN
-    assert refund.response  # the answer ("not sent") is recorded: no call is in flight
+    assert refund.answered_at is not None  # the outcome ("not sent") is recorded: no call is in flight
+    assert not refund.in_flight
     assert Trade.objects.get(pk=refund.trade_id).refund_pending_amount == Decimal("5.00")
 
 
@@ -173,7 +174,8 @@ def test_a_bare_success_answer_is_recorded_as_an_answer(
     # forex_refund answers a bare is_success=T; refunds sent between 00:00 and 01:30 Beijing go asynchronous.
     settings.ALIPAY = {**settings.ALIPAY, "REFUND_SYNC": False}
     refund = refunds.submit(refunds.request_refund(make_trade(), Decimal("5.00")).pk)
-    assert (refund.status, refund.response) == (RefundStatus.SUBMITTED, {"is_success": "T"})
+    assert (refund.status, refund.answered_at is not None) == (RefundStatus.SUBMITTED, True)
+    assert refund.accepted
     assert refunds.call_in_flight(refund) == 0.0  # accepted, waiting for the notification
 
 

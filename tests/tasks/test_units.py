@@ -265,7 +265,10 @@ def test_a_claim_older_than_the_deadline_is_resent_under_the_same_gateway_id(
     refunds.submit(refund.pk)
     # As a worker that died after its claim leaves it: SUBMITTED, no answer, claimed a while ago.
     Refund.objects.filter(pk=refund.pk).update(
-        status=RefundStatus.SUBMITTED, response={}, submitted_at=domain_clock.now() - timedelta(minutes=2)
+        status=RefundStatus.SUBMITTED,
+        response={},
+        answered_at=None,
+        submitted_at=domain_clock.now() - timedelta(minutes=2),
     )
     run = run_task(tasks.submit_refund, refund.pk)
     assert run == Run("succeeded", None)
@@ -412,7 +415,7 @@ def test_reconcile_unknown_refunds_hands_them_to_the_refund_task(
     accepted = refunds.request_refund(trade, Decimal("20.00"))
     hour_ago = domain_clock.now() - timedelta(hours=1)
     Refund.objects.filter(pk=accepted.pk).update(
-        status=RefundStatus.SUBMITTED, response={"is_success": "T"}, submitted_at=hour_ago, attempts=1
+        status=RefundStatus.SUBMITTED, answered_at=hour_ago, submitted_at=hour_ago, attempts=1
     )
     Refund.objects.filter(pk=unknown.pk).update(submitted_at=hour_ago)
 

@@ -81,6 +81,21 @@ def test_the_refund_ledger_is_read_only_and_says_what_the_gateway_said(
     assert client.get(reverse("admin:django_alipay_refund_delete", args=[refund.pk])).status_code == 403
 
 
+def test_the_refund_page_says_when_the_last_call_was_answered_or_that_it_is_in_flight(
+    cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
+) -> None:
+    def answered_row() -> str:
+        page = cashier.get(reverse("admin:django_alipay_refund_change", args=[refund.pk])).content.decode()
+        return page.split("field-answered_both", 1)[1].split("field-completed_both", 1)[0]
+
+    refund = refunds.request_refund(make_trade(), "10.00")
+    row = answered_row()
+    assert "Answered" in row
+    assert "2024-05-01 15:00:00" in row  # the domain clock's afternoon, Beijing time
+    Refund.objects.filter(pk=refund.pk).update(status="submitted", answered_at=None)
+    assert "Not yet: its call is under way, or the process making it stopped." in answered_row()
+
+
 def test_asking_alipay_again_settles_a_refund_of_unknown_outcome(
     cashier: Client, make_trade: Callable[..., Trade], gateway: FakeGateway
 ) -> None:
