@@ -19,7 +19,6 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
-from django.utils.module_loading import import_string
 
 from django_alipay.conf import app_settings
 from django_alipay.models import Merchant
@@ -53,9 +52,7 @@ def _may_view(user: Any, merchant_pk: int) -> bool:
 
 def allowed_merchants(user: Any) -> QuerySet[Merchant]:
     """The merchants ``user`` may see, from ``ALIPAY["API_MERCHANTS_FOR_USER"]``, as a queryset."""
-    source = app_settings.API_MERCHANTS_FOR_USER
-    finder = source if callable(source) else import_string(str(source))
-    found = finder(user)
+    found = app_settings.API_MERCHANTS_FOR_USER(user)
     if isinstance(found, QuerySet) and found.model is Merchant:
         return found
     ids = [item.pk if isinstance(item, Merchant) else item for item in found]

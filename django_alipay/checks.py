@@ -37,7 +37,7 @@ django_alipay.E022          config   ``REFUND_DISPATCHER`` cannot be imported or
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,7 +84,7 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
         )
     messages.extend(_check_fernet_keys(raw.get("FERNET_KEYS")))
     messages.extend(_check_values())
-    if not app_settings.NOTIFY_VERIFY and not settings.DEBUG:
+    if not _setting("NOTIFY_VERIFY", True) and not settings.DEBUG:
         messages.append(
             Warning(
                 "ALIPAY['NOTIFY_VERIFY'] is off: notifications are trusted on their signature alone.",
@@ -129,63 +129,26 @@ def _check_fernet_keys(value: Any) -> list[CheckMessage]:
     return messages
 
 
-def _is_number(value: Any, *, minimum: float, allow_none: bool = False) -> bool:
-    if value is None:
-        return allow_none
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
+def _setting(name: str, fallback: Any) -> Any:
+    """The checked value of key ``name``, or ``fallback`` when it is wrong (E005 or E022 says so)."""
+    return fallback if app_settings.problem(name) else app_settings.value(name)
 
 
 def _check_values() -> list[CheckMessage]:
-    problems: list[tuple[str, str]] = []
-    s = app_settings
-    if not _is_number(s.REFUND_MAX_WAIT, minimum=0, allow_none=True):
-        problems.append(("REFUND_MAX_WAIT", "must be a number of seconds >= 0, or None"))
-    if not _is_number(s.REFUND_WINDOW_DAYS, minimum=0, allow_none=True):
-        problems.append(("REFUND_WINDOW_DAYS", "must be a number of days >= 0, or None"))
-    for name in ("NOTIFY_VERIFY_TIMEOUT", "HTTP_CONNECT_TIMEOUT", "HTTP_READ_TIMEOUT", "HTTP_TOTAL_TIMEOUT"):
-        if not _is_number(getattr(s, name), minimum=0.001):
-            problems.append((name, "must be a positive number of seconds"))
-    for name in ("REFUND_SPACING", "RECONCILE_TRADE_AGE", "RECONCILE_REFUND_AGE", "RECONCILE_MAX_AGE_DAYS"):
-        if not _is_number(getattr(s, name), minimum=0):
-            problems.append((name, "must be a number >= 0"))
-    for name in ("RECONCILE_BATCH_SIZE", "NOTIFY_MAX_BODY_BYTES"):
-        value = getattr(s, name)
-        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            problems.append((name, "must be a positive integer"))
-    limit = s.NOTIFY_MAX_IN_FLIGHT
-    if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
-        problems.append(("NOTIFY_MAX_IN_FLIGHT", "must be a positive integer, or None for no limit"))
-    allowed = s.ALLOWED_SIGN_TYPES
-    if isinstance(allowed, str) or not isinstance(allowed, Iterable) or not allowed:
-        problems.append(
-            ("ALLOWED_SIGN_TYPES", f"must be a non-empty list of {', '.join(signing.SIGN_TYPES)}")
-        )
-    else:
-        wrong = [t for t in allowed if t not in signing.SIGN_TYPES]
-        if wrong:
-            problems.append(
-                ("ALLOWED_SIGN_TYPES", f"has {wrong!r}; use uppercase {', '.join(signing.SIGN_TYPES)}")
-            )
-    for name in ("ACKNOWLEDGEMENT", "FAILURE_RESPONSE"):
-        if not isinstance(getattr(s, name), str) or not getattr(s, name):
-            problems.append((name, "must be a non-empty string"))
-    if s.REVERSE_SERVICE not in ("cancel", "spot_reverse"):
-        problems.append(("REVERSE_SERVICE", "must be 'cancel' or 'spot_reverse'"))
-    for name in ("NOTIFY_URL_BASE", "RETURN_URL"):
-        value = getattr(s, name)
-        if value is not None and not (isinstance(value, str) and urlsplit(value).scheme in ("http", "https")):
-            problems.append((name, "must be an absolute http(s) URL or None"))
-    return [
-        Error(f"ALIPAY[{name!r}] {problem}.", hint=DEFAULTS[name].description, id=_id("E005"))
-        for name, problem in problems
-    ]
+    """E005 for every key whose value is not what it takes (the keys with checks of their own aside)."""
+    messages: list[CheckMessage] = []
+    for name, setting in DEFAULTS.items():
+        problem = app_settings.problem(name) if setting.check == "E005" else None
+        if problem:
+            messages.append(Error(problem, hint=setting.description, id=_id("E005")))
+    return messages
 
 
 @register("django_alipay")
 def check_optional_parts(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
     """Check that the optional parts switched on have their dependencies, and that no emulator runs live."""
     messages: list[CheckMessage] = []
-    if app_settings.CELERY_ENABLED and importlib.util.find_spec("celery") is None:
+    if _setting("CELERY_ENABLED", False) and importlib.util.find_spec("celery") is None:
         messages.append(
             Error(
                 "ALIPAY['CELERY_ENABLED'] is True but Celery is not installed.",
@@ -193,7 +156,8 @@ def check_optional_parts(app_configs: Sequence[Any] | None = None, **kwargs: Any
                 id=_id("E020"),
             )
         )
-    if app_settings.API_ENABLED and importlib.util.find_spec("rest_framework") is None:
+    api_enabled = _setting("API_ENABLED", False)
+    if api_enabled and importlib.util.find_spec("rest_framework") is None:
         messages.append(
             Error(
                 "ALIPAY['API_ENABLED'] is True but Django REST framework is not installed.",
@@ -201,7 +165,7 @@ def check_optional_parts(app_configs: Sequence[Any] | None = None, **kwargs: Any
                 id=_id("E021"),
             )
         )
-    elif app_settings.API_ENABLED and not apps.is_installed("rest_framework"):
+    elif api_enabled and not apps.is_installed("rest_framework"):
         messages.append(
             Error(
                 "ALIPAY['API_ENABLED'] is True and Django REST framework is installed, but 'rest_framework' "
@@ -210,22 +174,11 @@ def check_optional_parts(app_configs: Sequence[Any] | None = None, **kwargs: Any
                 id=_id("E021"),
             )
         )
-    dispatcher = app_settings.REFUND_DISPATCHER
-    if not callable(dispatcher):
-        try:
-            from django.utils.module_loading import import_string
-
-            resolved = import_string(str(dispatcher))
-        except ImportError:
-            resolved = None
-        if not callable(resolved):
-            messages.append(
-                Error(
-                    f"ALIPAY['REFUND_DISPATCHER'] = {dispatcher!r} is not an importable callable.",
-                    hint="Use a dotted path to a function taking a refund id.",
-                    id=_id("E022"),
-                )
-            )
+    problem = app_settings.problem("REFUND_DISPATCHER")
+    if problem:
+        messages.append(
+            Error(problem, hint="Use a dotted path to a function taking a refund id.", id=_id("E022"))
+        )
     return messages
 
 
@@ -262,7 +215,7 @@ def check_deployment(
     :func:`check_merchants` reports them already.
     """
     messages: list[CheckMessage] = []
-    base = app_settings.NOTIFY_URL_BASE
+    base = _setting("NOTIFY_URL_BASE", None)
     if not settings.DEBUG and isinstance(base, str) and urlsplit(base).scheme != "https":
         messages.append(
             Warning(
@@ -291,7 +244,7 @@ def check_deployment(
 def _check_default_merchant(alias: str) -> list[CheckMessage]:
     from django_alipay.models import Merchant
 
-    wanted = app_settings.DEFAULT_MERCHANT
+    wanted = _setting("DEFAULT_MERCHANT", None)
     if not wanted:
         return []
     try:
@@ -331,7 +284,7 @@ def _check_merchant(merchant: Any) -> list[CheckMessage]:
     def error(number: str, message: str, hint: str) -> None:
         messages.append(Error(f"{label}: {message}", hint=hint, obj=merchant, id=_id(number)))
 
-    if sign_type not in app_settings.ALLOWED_SIGN_TYPES:
+    if sign_type not in _setting("ALLOWED_SIGN_TYPES", signing.SIGN_TYPES):
         error("E017", f"sign type {sign_type} is not allowed.", "Change the sign type or ALLOWED_SIGN_TYPES.")
     if merchant.environment == Environment.SANDBOX and sign_type != "MD5":
         error("E016", f"Alipay's sandbox supports MD5 only, not {sign_type}.", "Use MD5 with the sandbox.")

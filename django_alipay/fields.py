@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
 from typing import Any, Final
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -44,12 +43,7 @@ _cache: dict[tuple[str, ...], MultiFernet] = {}
 
 def fernet_keys() -> list[str]:
     """The configured Fernet keys as strings, newest first ([] when none)."""
-    raw = app_settings.FERNET_KEYS
-    if isinstance(raw, str | bytes):
-        raw = [raw]
-    if not isinstance(raw, Sequence):
-        return []
-    return [key.decode("ascii") if isinstance(key, bytes) else str(key) for key in raw]
+    return list(app_settings.FERNET_KEYS)
 
 
 def _multi_fernet() -> MultiFernet:

@@ -153,7 +153,7 @@ def _retry_refund(task: Any, refund: Refund, countdown: float) -> None:
 
 def _leave_to_reconciliation(refund: Refund) -> None:
     """No task follows: the sweeper leaves the refund for ``RECONCILE_REFUND_AGE`` s, then sends it again."""
-    _note_due(refund.pk, float(app_settings.RECONCILE_REFUND_AGE))
+    _note_due(refund.pk, app_settings.RECONCILE_REFUND_AGE)
 
 
 def _spread(refund: Refund) -> float:
@@ -164,7 +164,7 @@ def _spread(refund: Refund) -> float:
     then, in a fair rather than a strict order.
     """
     waiting = Refund.objects.filter(merchant_id=refund.merchant_id, status=RefundStatus.REQUESTED).count()
-    half_queue = max(0, waiting - 1) * float(app_settings.REFUND_SPACING) / 2
+    half_queue = max(0, waiting - 1) * app_settings.REFUND_SPACING / 2
     return random.uniform(0, SPACING_JITTER + min(half_queue, SPACING_SPREAD_MAX))
 
 
@@ -266,7 +266,7 @@ def dispatch_refund(refund_id: int) -> None:
     """
     kind = Refund.objects.filter(pk=refund_id).values_list("kind", flat=True).first()
     task = submit_reverse if kind == RefundKind.REVERSE else submit_refund
-    task.apply_async(args=(refund_id,), queue=str(app_settings.REFUND_TASK_QUEUE))
+    task.apply_async(args=(refund_id,), queue=app_settings.REFUND_TASK_QUEUE)
     # Only once the broker has the message: a refund whose hand-over failed is left for the sweeper.
     _note_due(refund_id, 0)
 
@@ -359,7 +359,7 @@ def reconcile_unknown_refunds(self: Any, merchant_id: int | None = None) -> dict
     """
     merchant = _merchant(merchant_id)
     enqueued = awaiting = 0
-    queue = str(app_settings.REFUND_TASK_QUEUE)
+    queue = app_settings.REFUND_TASK_QUEUE
     pending = reconciliation.pending_refunds(merchant=merchant).only("pk", "kind", "status", "answered_at")
     for refund in pending.order_by("pk").iterator():
         if refund.accepted:
@@ -405,7 +405,7 @@ def sweep_stranded_refunds(self: Any, merchant_id: int | None = None) -> dict[st
     retries). Sending it again is safe: only the task that claims a refund calls the gateway, under the
     refund's own gateway id. Returns counts.
     """
-    queue = str(app_settings.REFUND_TASK_QUEUE)
+    queue = app_settings.REFUND_TASK_QUEUE
     stranded = reconciliation.stranded_refunds(merchant=_merchant(merchant_id)).only("pk", "kind")
     enqueued = 0
     for refund in stranded.order_by("pk").iterator():

@@ -59,7 +59,7 @@ def notify(request: HttpRequest, token: str) -> HttpResponse:
     no token), from ``LoginRequiredMiddleware`` and from ``ATOMIC_REQUESTS`` (the audit row must survive).
     """
     try:
-        body = _read_capped(request, int(app_settings.NOTIFY_MAX_BODY_BYTES))
+        body = _read_capped(request, app_settings.NOTIFY_MAX_BODY_BYTES)
     except UnreadablePostError:
         logger.warning("notification for token %.8s... broke off while its body was read", token)
         return _plain(app_settings.FAILURE_RESPONSE, 400)
@@ -99,7 +99,7 @@ def _admission() -> Iterator[bool]:
     global _in_flight
     limit = app_settings.NOTIFY_MAX_IN_FLIGHT
     with _in_flight_lock:
-        admitted = limit is None or _in_flight < int(limit)
+        admitted = limit is None or _in_flight < limit
         if admitted:
             _in_flight += 1
     try:
@@ -180,7 +180,7 @@ def return_page(request: HttpRequest, token: str) -> HttpResponse:
         params: dict[str, str] = {"status": state}
         if trade is not None:
             params = {"out_trade_no": trade.out_trade_no, **params}
-        url = _shop_page(str(target), params)
+        url = _shop_page(target, params)
         if url is not None:
             return HttpResponseRedirect(url)
     amount = "" if trade is None else f"{money.format_amount(trade.amount, trade.currency)} {trade.currency}"

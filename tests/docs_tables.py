@@ -33,12 +33,15 @@ def _cell(text: str) -> str:
 
 
 def render_settings_table() -> str:
-    """Every key of ``ALIPAY`` with its default and description, from ``django_alipay.conf.DEFAULTS``."""
+    """Every key of ``ALIPAY`` with what it takes, its default and description, from ``conf.DEFAULTS``."""
     from django_alipay.conf import DEFAULTS
 
-    lines = ["| Key | Default | Meaning |", "|---|---|---|"]
+    lines = ["| Key | Takes | Default | Meaning |", "|---|---|---|---|"]
     for name, setting in DEFAULTS.items():
-        lines.append(f"| `{name}` | `{python_literal(setting.default)}` | {_cell(setting.description)} |")
+        lines.append(
+            f"| `{name}` | {_cell(setting.takes)} | `{python_literal(setting.default)}` | "
+            f"{_cell(setting.description)} |"
+        )
     return "\n".join(lines)
 
 

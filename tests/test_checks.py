@@ -81,6 +81,30 @@ def test_e005_values_of_the_wrong_type(extra: dict[str, Any], settings: Any) -> 
         assert ids(check_settings()) == ["django_alipay.E005"]
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{"NOTIFY_VERIFY": "False"}, {"REFUND_SYNC": 0}, {"CELERY_ENABLED": "yes"}, {"API_ENABLED": 1},
+     {"TASK_QUEUE": ""}, {"REFUND_TASK_QUEUE": None}, {"UNKNOWN_TOKEN_ROWS_PER_MINUTE": -1},
+     {"STRANDED_REFUND_AFTER": "30"}, {"RETURN_REDIRECT": 5}, {"DEFAULT_MERCHANT": 2088101122136241},
+     {"API_PERMISSION_CLASSES": "rest_framework.permissions.IsAdminUser"},
+     {"API_MERCHANTS_FOR_USER": "no.such.function"}, {"HTTP_READ_TIMEOUT": float("inf")}],
+)  # fmt: skip
+def test_e005_covers_every_key_without_a_check_of_its_own(extra: dict[str, Any], settings: Any) -> None:
+    with override_settings(ALIPAY={**settings.ALIPAY, **extra}):
+        assert ids(check_settings()) == ["django_alipay.E005"]
+        assert errors(check_optional_parts()) == []  # a wrong switch is E005 only, never a crash
+
+
+def test_e005_names_the_key_what_it_takes_and_what_was_written(settings: Any) -> None:
+    with override_settings(ALIPAY={**settings.ALIPAY, "NOTIFY_MAX_IN_FLIGHT": "8"}):
+        [message] = check_settings()
+
+    assert (
+        message.msg
+        == "ALIPAY['NOTIFY_MAX_IN_FLIGHT'] must be a positive integer or None (no limit), not '8'."
+    )
+
+
 @pytest.mark.parametrize("limit", [None, 1, 64])
 def test_an_in_flight_limit_is_a_positive_integer_or_none(limit: int | None, settings: Any) -> None:
     with override_settings(ALIPAY={**settings.ALIPAY, "NOTIFY_MAX_IN_FLIGHT": limit}):

@@ -13,7 +13,6 @@ Three layers, each configurable:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from django.utils.module_loading import import_string
@@ -40,13 +39,8 @@ __all__ = [
 
 def api_permission_classes() -> list[type[BasePermission]]:
     """The permission classes of ``ALIPAY["API_PERMISSION_CLASSES"]``, imported."""
-    configured = app_settings.API_PERMISSION_CLASSES
-    if isinstance(configured, str) or not isinstance(configured, Iterable):
-        raise AlipayConfigurationError(
-            "ALIPAY['API_PERMISSION_CLASSES'] must be a list of permission classes or their dotted paths"
-        )
     classes: list[type[BasePermission]] = []
-    for item in configured:
+    for item in app_settings.API_PERMISSION_CLASSES:
         found = import_string(item) if isinstance(item, str) else item
         if not (isinstance(found, type) and issubclass(found, BasePermission)):
             raise AlipayConfigurationError(

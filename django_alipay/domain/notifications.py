@@ -192,7 +192,7 @@ def _store(
     kind: NotificationKind,
 ) -> Notification | None:
     """The stored request; for a token naming no merchant a fingerprint only, or None past the rate limit."""
-    limit = int(app_settings.NOTIFY_MAX_BODY_BYTES)
+    limit = app_settings.NOTIFY_MAX_BODY_BYTES
     merchant = _merchant_for(merchant_token)
     flag_info = ""
     if merchant is None:
@@ -279,7 +279,7 @@ def receive(
     """
     headers = headers or {}
     # Metadata only for an oversized body: a hostile body is not kept.
-    body_for_store = b"" if len(body) > int(app_settings.NOTIFY_MAX_BODY_BYTES) else body
+    body_for_store = b"" if len(body) > app_settings.NOTIFY_MAX_BODY_BYTES else body
     notification = _store(
         merchant_token,
         body=body_for_store,
@@ -346,7 +346,7 @@ def _verify_and_process(
             body,
             content_type=content_type,
             query_string=query_string,
-            max_bytes=int(app_settings.NOTIFY_MAX_BODY_BYTES),
+            max_bytes=app_settings.NOTIFY_MAX_BODY_BYTES,
             default_charset=merchant.charset,
         )
     except NotificationError as exc:
@@ -413,7 +413,7 @@ def _verify_and_process(
     if app_settings.NOTIFY_VERIFY and ask_alipay and earlier is None:
         try:
             genuine = gateway.shared_client(merchant).notify_verify(
-                verified.notify_id or "", deadline=float(app_settings.NOTIFY_VERIFY_TIMEOUT)
+                verified.notify_id or "", deadline=app_settings.NOTIFY_VERIFY_TIMEOUT
             )
         except AlipayError as exc:
             return _reject(

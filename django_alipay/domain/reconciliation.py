@@ -90,8 +90,8 @@ def _batches(queryset: QuerySet[Trade] | QuerySet[Refund], size: int) -> Iterato
 def stale_trades(*, merchant: Merchant | None = None, age: float | None = None) -> QuerySet[Trade]:
     """Unpaid trades older than ``age`` seconds (default ``RECONCILE_TRADE_AGE``), not queried since."""
     now = clock.now()
-    cutoff = now - timedelta(seconds=float(app_settings.RECONCILE_TRADE_AGE if age is None else age))
-    oldest = now - timedelta(days=float(app_settings.RECONCILE_MAX_AGE_DAYS))
+    cutoff = now - timedelta(seconds=app_settings.RECONCILE_TRADE_AGE if age is None else float(age))
+    oldest = now - timedelta(days=app_settings.RECONCILE_MAX_AGE_DAYS)
     queryset = Trade.objects.filter(
         status=TradeStatus.WAIT_BUYER_PAY.value, created_at__lte=cutoff, created_at__gte=oldest
     ).filter(Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=cutoff))
@@ -104,7 +104,7 @@ def pending_refunds(*, merchant: Merchant | None = None, age: float | None = Non
     Not the unknown refunds whose resend was answered REPEATED_REFUNDMENT_REQUEST: asking again cannot tell
     more; their notification or the day's transaction file settles them (:mod:`.settlement`).
     """
-    cutoff = clock.now() - timedelta(seconds=float(app_settings.RECONCILE_REFUND_AGE if age is None else age))
+    cutoff = clock.now() - timedelta(seconds=app_settings.RECONCILE_REFUND_AGE if age is None else float(age))
     queryset = (
         Refund.objects.filter(status__in=RefundStatus.pending())
         .filter(Q(submitted_at__isnull=True, created_at__lte=cutoff) | Q(submitted_at__lte=cutoff))
@@ -126,10 +126,8 @@ def stranded_refunds(*, merchant: Merchant | None = None, after: float | None = 
     refund calls the gateway, under the refund's own gateway id.
     """
     now = clock.now()
-    grace = timedelta(seconds=float(app_settings.STRANDED_REFUND_AFTER if after is None else after))
-    call_over = (
-        now - grace - timedelta(seconds=float(app_settings.HTTP_TOTAL_TIMEOUT) + refunds.IN_FLIGHT_SLACK)
-    )
+    grace = timedelta(seconds=app_settings.STRANDED_REFUND_AFTER if after is None else float(after))
+    call_over = now - grace - timedelta(seconds=app_settings.HTTP_TOTAL_TIMEOUT + refunds.IN_FLIGHT_SLACK)
     no_task = Q(task_due_at__isnull=True) | Q(task_due_at__lte=now - grace)
     requested = Q(status=RefundStatus.REQUESTED, created_at__lte=now - grace)
     unanswered = Q(status=RefundStatus.SUBMITTED, answered_at__isnull=True, submitted_at__lte=call_over)

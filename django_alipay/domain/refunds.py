@@ -577,7 +577,7 @@ def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = Non
 
 def _sync_allowed(now: datetime) -> bool:
     start, end = SYNC_REFUND_BLACKOUT
-    return bool(app_settings.REFUND_SYNC) and not (start <= protocol_clock.to_beijing(now).time() < end)
+    return app_settings.REFUND_SYNC and not (start <= protocol_clock.to_beijing(now).time() < end)
 
 
 def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str]:
@@ -647,7 +647,7 @@ class _Slot:
 
 def _call_window() -> float:
     """Seconds a refund call can be under way at most: the client's total deadline, plus slack."""
-    return float(app_settings.HTTP_TOTAL_TIMEOUT) + IN_FLIGHT_SLACK
+    return app_settings.HTTP_TOTAL_TIMEOUT + IN_FLIGHT_SLACK
 
 
 def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) -> _Slot | None:
@@ -663,7 +663,7 @@ def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) 
     :func:`_release_send_slot` once the call has ended (None when spacing is off). A time in the future
     beyond anything this code writes (a clock set back) does not block the partner for good.
     """
-    spacing = float(app_settings.REFUND_SPACING)
+    spacing = app_settings.REFUND_SPACING
     if spacing <= 0:
         return None
     gap = spacing + SPACING_MARGIN
@@ -721,7 +721,7 @@ def _release_send_slot(slot: _Slot | None) -> None:
     from now, on the database's clock."""
     if slot is None:
         return
-    gap = float(app_settings.REFUND_SPACING) + SPACING_MARGIN
+    gap = app_settings.REFUND_SPACING + SPACING_MARGIN
     with transaction.atomic():
         current = _database_now()
         after = current + timedelta(seconds=gap)
@@ -744,7 +744,7 @@ def call_in_flight(refund: Refund) -> float:
     """
     if not refund.in_flight or refund.submitted_at is None:
         return 0.0
-    window = float(app_settings.HTTP_TOTAL_TIMEOUT) + IN_FLIGHT_SLACK
+    window = app_settings.HTTP_TOTAL_TIMEOUT + IN_FLIGHT_SLACK
     left = (refund.submitted_at + timedelta(seconds=window) - clock.now()).total_seconds()
     return max(0.0, min(left, window))
 
@@ -885,7 +885,7 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
     budget = app_settings.REFUND_MAX_WAIT
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:
-        slot = _take_send_slot(partner, wait=wait, max_wait=None if budget is None else float(budget))
+        slot = _take_send_slot(partner, wait=wait, max_wait=budget)
     except RefundSpacingNotReached:
         if not wait:
             raise

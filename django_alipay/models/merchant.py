@@ -232,7 +232,7 @@ class Merchant(models.Model):
         base = app_settings.NOTIFY_URL_BASE
         if not base:
             return None
-        return f"{str(base).rstrip('/')}/{self.notify_token}/"
+        return f"{base.rstrip('/')}/{self.notify_token}/"
 
     def regenerate_notify_token(self) -> str:
         """Give the merchant a new notify token (the old notify URL stops working); returns it."""

@@ -19,8 +19,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        keys = app_settings.FERNET_KEYS
-        count = len(keys) if isinstance(keys, list | tuple) else 0
+        count = len(app_settings.FERNET_KEYS)
         if count == 0:
             raise CommandError(
                 "ALIPAY['FERNET_KEYS'] is empty: there is no key to encrypt with. Add a new key first "
