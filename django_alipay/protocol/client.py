@@ -10,8 +10,10 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Final, Literal, NoReturn
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Final, Literal, NoReturn, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -191,6 +193,33 @@ class PageRequest:
 # --- the client -----------------------------------------------------------------------------------------
 
 
+class _Unset:
+    """The default of a service parameter that was not passed (None passes "leave it out")."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not passed>"
+
+
+UNSET: Any = _Unset()
+
+# The Python values each parameter kind accepts (services.py converts them to wire form and checks them).
+Text: TypeAlias = str | Enum
+Amount: TypeAlias = Decimal | str
+When: TypeAlias = datetime | str
+Day: TypeAlias = date | str
+Epoch: TypeAlias = datetime | int | str
+Count: TypeAlias = int | str
+Flag: TypeAlias = bool | str
+Json: TypeAlias = Mapping[str, Any] | Sequence[Any] | str
+
+
+def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The service parameters a method was called with: its arguments minus self and those not passed."""
+    return {name: value for name, value in arguments.items() if name != "self" and value is not UNSET}
+
+
 class GatewayClient:
     """A merchant's connection to the mapi gateway: every service as a method, with typed results and errors.
 
@@ -340,52 +369,189 @@ class GatewayClient:
 
     # --- services ------------------------------------------------------------------------------------------
 
-    def create_forex_trade(self, **params: Any) -> PageRequest:
+    def create_forex_trade(
+        self,
+        *,
+        subject: Text | None = UNSET,
+        body: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        total_fee: Amount | None = UNSET,
+        rmb_fee: Amount | None = UNSET,
+        notify_url: Text | None = UNSET,
+        return_url: Text | None = UNSET,
+        order_gmt_create: When | None = UNSET,
+        order_valid_time: Count | None = UNSET,
+        supplier: Text | None = UNSET,
+        secondary_merchant_id: Text | None = UNSET,
+        secondary_merchant_name: Text | None = UNSET,
+        secondary_merchant_industry: Text | None = UNSET,
+        refer_url: Text | None = UNSET,
+        trade_information: Json | None = UNSET,
+        split_fund_info: Json | None = UNSET,
+        timeout_rule: Text | None = UNSET,
+        product_code: Text | None = UNSET,
+    ) -> PageRequest:
         """Sign a website payment (subject, out_trade_no, currency, total_fee or rmb_fee, notify_url ...)."""
-        return self._page(services.CREATE_FOREX_TRADE, params)
+        return self._page(services.CREATE_FOREX_TRADE, _given(locals()))
 
-    def create_forex_trade_wap(self, **params: Any) -> PageRequest:
+    def create_forex_trade_wap(
+        self,
+        *,
+        subject: Text | None = UNSET,
+        body: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        total_fee: Amount | None = UNSET,
+        rmb_fee: Amount | None = UNSET,
+        notify_url: Text | None = UNSET,
+        return_url: Text | None = UNSET,
+        order_gmt_create: When | None = UNSET,
+        order_valid_time: Count | None = UNSET,
+        supplier: Text | None = UNSET,
+        secondary_merchant_id: Text | None = UNSET,
+        secondary_merchant_name: Text | None = UNSET,
+        secondary_merchant_industry: Text | None = UNSET,
+        refer_url: Text | None = UNSET,
+        trade_information: Json | None = UNSET,
+        split_fund_info: Json | None = UNSET,
+        timeout_rule: Text | None = UNSET,
+        order_create: Epoch | None = UNSET,
+        product_code: Text | None = UNSET,
+        app_pay: Text | None = UNSET,
+        payment_inst: Text | None = UNSET,
+        merchant_url: Text | None = UNSET,
+        seller_id: Text | None = UNSET,
+    ) -> PageRequest:
         """Sign a mobile-browser payment; same parameters as create_forex_trade plus the WAP ones."""
-        return self._page(services.CREATE_FOREX_TRADE_WAP, params)
+        return self._page(services.CREATE_FOREX_TRADE_WAP, _given(locals()))
 
-    def single_trade_query(self, **params: Any) -> TradeQueryResult:
+    def single_trade_query(
+        self,
+        *,
+        trade_no: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+    ) -> TradeQueryResult:
         """Query an online trade by ``out_trade_no`` and/or ``trade_no`` (retried when safe)."""
-        return self._xml(services.SINGLE_TRADE_QUERY, params, TradeQueryResult)
+        return self._xml(services.SINGLE_TRADE_QUERY, _given(locals()), TradeQueryResult)
 
-    def forex_refund(self, **params: Any) -> ForexRefundResult:
+    def forex_refund(
+        self,
+        *,
+        out_return_no: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        return_amount: Amount | None = UNSET,
+        return_rmb_amount: Amount | None = UNSET,
+        gmt_return: When | None = UNSET,
+        reason: Text | None = UNSET,
+        product_code: Text | None = UNSET,
+        split_fund_info: Json | None = UNSET,
+        is_sync: Flag | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> ForexRefundResult:
         """Refund an online payment; never re-sent automatically once it may have reached the gateway.
 
         Parameters: out_return_no, out_trade_no, return_amount or return_rmb_amount (Decimal), currency,
         gmt_return (aware datetime, default now), reason, is_sync, notify_url ...
         """
-        return self._xml(services.FOREX_REFUND, params, ForexRefundResult)
+        return self._xml(services.FOREX_REFUND, _given(locals()), ForexRefundResult)
 
-    def spot_pay(self, **params: Any) -> SpotPayResult:
+    def spot_pay(
+        self,
+        *,
+        alipay_seller_id: Text | None = UNSET,
+        quantity: Count | None = UNSET,
+        trans_name: Text | None = UNSET,
+        partner_trans_id: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        trans_currency: Text | None = UNSET,
+        trans_amount: Amount | None = UNSET,
+        buyer_identity_code: Text | None = UNSET,
+        identity_code_type: Text | None = UNSET,
+        trans_create_time: When | None = UNSET,
+        memo: Text | None = UNSET,
+        biz_product: Text | None = UNSET,
+        extend_info: Json | None = UNSET,
+        trade_information: Json | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> SpotPayResult:
         """Charge a buyer's code: partner_trans_id, trans_name, currency, trans_amount, buyer_identity_code.
 
         Never re-sent automatically once it may have reached the gateway.
         """
-        return self._xml(services.SPOT_PAY, params, SpotPayResult)
+        return self._xml(services.SPOT_PAY, _given(locals()), SpotPayResult)
 
-    def precreate(self, **params: Any) -> PrecreateResult:
+    def precreate(
+        self,
+        *,
+        timestamp: When | None = UNSET,
+        terminal_timestamp: Epoch | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        subject: Text | None = UNSET,
+        product_code: Text | None = UNSET,
+        trans_currency: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        total_fee: Amount | None = UNSET,
+        price: Amount | None = UNSET,
+        quantity: Count | None = UNSET,
+        seller_id: Text | None = UNSET,
+        seller_email: Text | None = UNSET,
+        body: Text | None = UNSET,
+        show_url: Text | None = UNSET,
+        goods_detail: Json | None = UNSET,
+        extend_params: Json | None = UNSET,
+        it_b_pay: Text | None = UNSET,
+        qr_code_it_b_pay: Text | None = UNSET,
+        passback_parameters: Text | None = UNSET,
+        trade_information: Json | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> PrecreateResult:
         """Create a QR code for the buyer to scan: out_trade_no, subject, total_fee, currency ..."""
-        return self._xml(services.PRECREATE, params, PrecreateResult)
+        return self._xml(services.PRECREATE, _given(locals()), PrecreateResult)
 
-    def overseas_query(self, **params: Any) -> OverseasQueryResult:
+    def overseas_query(
+        self,
+        *,
+        partner_trans_id: Text | None = UNSET,
+        alipay_trans_id: Text | None = UNSET,
+    ) -> OverseasQueryResult:
         """Query an in-store transaction by ``partner_trans_id`` and/or ``alipay_trans_id``."""
-        return self._xml(services.OVERSEAS_QUERY, params, OverseasQueryResult)
+        return self._xml(services.OVERSEAS_QUERY, _given(locals()), OverseasQueryResult)
 
-    def spot_refund(self, **params: Any) -> SpotRefundResult:
+    def spot_refund(
+        self,
+        *,
+        partner_trans_id: Text | None = UNSET,
+        alipay_trans_id: Text | None = UNSET,
+        partner_refund_id: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        refund_amount: Amount | None = UNSET,
+        refund_reason: Text | None = UNSET,
+        is_sync: Flag | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> SpotRefundResult:
         """Refund an in-store payment: partner_trans_id, partner_refund_id, refund_amount, currency ..."""
-        return self._xml(services.SPOT_REFUND, params, SpotRefundResult)
+        return self._xml(services.SPOT_REFUND, _given(locals()), SpotRefundResult)
 
-    def spot_reverse(self, **params: Any) -> SpotReverseResult:
+    def spot_reverse(
+        self,
+        *,
+        partner_trans_id: Text | None = UNSET,
+    ) -> SpotReverseResult:
         """Reverse today's (Beijing time) in-store payment ``partner_trans_id`` in full."""
-        return self._xml(services.SPOT_REVERSE, params, SpotReverseResult)
+        return self._xml(services.SPOT_REVERSE, _given(locals()), SpotReverseResult)
 
-    def cancel(self, **params: Any) -> CancelResult:
+    def cancel(
+        self,
+        *,
+        timestamp: When | None = UNSET,
+        terminal_timestamp: Epoch | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        trade_no: Text | None = UNSET,
+    ) -> CancelResult:
         """Cancel in-store trade ``out_trade_no``: closed if unpaid, refunded if paid today (Beijing time)."""
-        return self._xml(services.CANCEL, params, CancelResult)
+        return self._xml(services.CANCEL, _given(locals()), CancelResult)
 
     def notify_verify(self, notify_id: str, *, deadline: float | None = None) -> bool:
         """Ask the gateway whether ``notify_id`` belongs to a genuine notification.
@@ -415,13 +581,23 @@ class GatewayClient:
         """Download the current exchange rates (CNY per unit of each currency)."""
         return self._file(services.FOREX_RATE_FILE, {})
 
-    def forex_compare_file(self, **params: Any) -> FileResult[TransactionRecord]:
+    def forex_compare_file(
+        self,
+        *,
+        start_date: Day | None = UNSET,
+        end_date: Day | None = UNSET,
+    ) -> FileResult[TransactionRecord]:
         """Download the transactions of ``start_date``..``end_date`` (at most 10 days apart, before today)."""
-        return self._file(services.FOREX_COMPARE_FILE, params)
+        return self._file(services.FOREX_COMPARE_FILE, _given(locals()))
 
-    def forex_liquidation_file(self, **params: Any) -> FileResult[SettlementRecord]:
+    def forex_liquidation_file(
+        self,
+        *,
+        start_date: Day | None = UNSET,
+        end_date: Day | None = UNSET,
+    ) -> FileResult[SettlementRecord]:
         """Download the settlements of ``start_date``..``end_date`` (at most 10 days apart, before today)."""
-        return self._file(services.FOREX_LIQUIDATION_FILE, params)
+        return self._file(services.FOREX_LIQUIDATION_FILE, _given(locals()))
 
     def call(self, service: str, **params: Any) -> Any:
         """Call any service by wire name (``"alipay.acquire.overseas.query"``) with wire-named parameters."""
