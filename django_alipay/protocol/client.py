@@ -2,43 +2,34 @@
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import html
-import http.client
 import logging
 import random
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Final, Literal, NoReturn
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Final, Literal, NoReturn, TypeAlias
 from urllib.parse import urlencode, urlsplit
 
 import requests
-import requests.adapters
-import urllib3
-import urllib3.connection
-import urllib3.exceptions
 
 from django_alipay import __version__
 from django_alipay.protocol import clock as clock_mod
-from django_alipay.protocol import envelope, keys, services, signing
-from django_alipay.protocol.codes import ResultCode, lookup_error
+from django_alipay.protocol import envelope, interpretation, keys, services, signing
 from django_alipay.protocol.errors import (
-    AlipayBusinessError,
     AlipayError,
-    AlipayGatewayError,
     AlipaySystemError,
     GatewayResponseError,
     InvalidParameterError,
     OutcomeUnknownError,
-    SignatureError,
     TransportError,
 )
+from django_alipay.protocol.interpretation import TIMESTAMP_VALIDITY, Reply
 from django_alipay.protocol.services import (
     CancelResult,
     FileResult,
@@ -54,6 +45,7 @@ from django_alipay.protocol.services import (
     TradeQueryResult,
     TransactionRecord,
 )
+from django_alipay.protocol.transport import HttpTransport, Request, Transport
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -63,6 +55,7 @@ __all__ = [
     "PRODUCTION_URLS",
     "SANDBOX_HOSTS",
     "SANDBOX_URL",
+    "TIMESTAMP_VALIDITY",
     "USER_AGENT",
     "GatewayClient",
     "PageRequest",
@@ -87,8 +80,6 @@ DEFAULT_DEADLINE: Final = 30.0
 DEFAULT_MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 #: A gateway clock further than this from ours is logged as a configuration alarm.
 DEFAULT_CLOCK_SKEW_ALARM: Final = timedelta(minutes=5)
-#: The gateway lets a request ``timestamp`` expire after 30 minutes (cancel, precreate).
-TIMESTAMP_VALIDITY: Final = timedelta(minutes=30)
 
 # The online services are documented on intlmapi only; globalmapi is the in-store priority host.
 _ONLINE_SERVICES: Final = frozenset(
@@ -103,13 +94,11 @@ _ONLINE_SERVICES: Final = frozenset(
         services.FOREX_LIQUIDATION_FILE.name,
     }
 )
-_CHUNK: Final = 16384
 _LOGGED_BODY: Final = 2048
 _REDACTED: Final = "[redacted]"
 _SIGN_IN_XML = re.compile(rb"(<sign>)[^<]*(</sign>)")
 _SIGN_PARAM_IN_XML = re.compile(rb"(<param\s+name=[\"']sign[\"']\s*>)[^<]*(</param>)")
 _SIGN_IN_QUERY = re.compile(r"(?<![A-Za-z0-9_])(sign=)[^&\s]*")
-_CHARSET_PARAM = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.-]+)", re.IGNORECASE)
 
 
 # --- secrets and redaction ------------------------------------------------------------------------------
@@ -155,119 +144,6 @@ def _redact_body(body: bytes, secrets: Sequence[str]) -> str:
     if len(body) > _LOGGED_BODY:
         text += f"... ({len(body)} bytes)"
     return text
-
-
-# --- the total deadline: a watchdog that closes the sockets of a call when its time is up ---------------
-
-
-class _Watch:
-    """Sockets of one call, shut down by a timer at the call's deadline; also records how far the call got.
-
-    Sockets, not connections, are kept: http.client drops ``conn.sock`` once a ``Connection: close`` response
-    has started, while the response goes on reading from the same socket.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self.fired = False
-        self.instrumented = False
-        self.connected = False
-
-    def attach(self, conn: Any) -> None:
-        sock = getattr(conn, "sock", None)
-        with self._lock:
-            self.instrumented = True
-            if not isinstance(sock, socket.socket) or any(s is sock for s in self._sockets):
-                return
-            self._sockets.append(sock)
-            fired = self.fired
-        if fired:
-            _shutdown(sock)
-
-    def fire(self) -> None:
-        with self._lock:
-            self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-_state = threading.local()
-
-
-def _current_watch() -> _Watch | None:
-    watch = getattr(_state, "watch", None)
-    return watch if isinstance(watch, _Watch) else None
-
-
-def _watched_connect(conn: Any, connect: Callable[[], None]) -> None:
-    watch = _current_watch()
-    if watch is not None:
-        watch.attach(conn)
-    connect()
-    if watch is not None:
-        watch.connected = True
-        watch.attach(conn)
-
-
-def _watched_request(conn: Any, request: Callable[[], None]) -> None:
-    watch = _current_watch()
-    if watch is not None:
-        watch.attach(conn)
-        if getattr(conn, "sock", None) is not None:
-            watch.connected = True
-    request()
-    if watch is not None:
-        watch.connected = True
-
-
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    def connect(self) -> None:
-        _watched_connect(self, super().connect)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watched_request(self, lambda: super(_WatchedHTTPConnection, self).request(*args, **kwargs))
-
-
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self) -> None:
-        _watched_connect(self, super().connect)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watched_request(self, lambda: super(_WatchedHTTPSConnection, self).request(*args, **kwargs))
-
-
-class _WatchedHTTPConnectionPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_POOL_CLASSES: Final = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
-
-
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """An HTTPAdapter whose connections report to the calling thread's watchdog; no urllib3-level retries."""
-
-    def init_poolmanager(
-        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
-    ) -> None:
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if type(manager) is urllib3.ProxyManager:
-            manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
-        return manager
 
 
 # --- page services --------------------------------------------------------------------------------------
@@ -317,14 +193,31 @@ class PageRequest:
 # --- the client -----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Reply:
-    url: str
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    #: The gateway's clock minus ours, from this response's Date header.
-    clock_skew: timedelta | None = None
+class _Unset:
+    """The default of a service parameter that was not passed (None passes "leave it out")."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not passed>"
+
+
+UNSET: Any = _Unset()
+
+# The Python values each parameter kind accepts (services.py converts them to wire form and checks them).
+Text: TypeAlias = str | Enum
+Amount: TypeAlias = Decimal | str
+When: TypeAlias = datetime | str
+Day: TypeAlias = date | str
+Epoch: TypeAlias = datetime | int | str
+Count: TypeAlias = int | str
+Flag: TypeAlias = bool | str
+Json: TypeAlias = Mapping[str, Any] | Sequence[Any] | str
+
+
+def _given(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The service parameters a method was called with: its arguments minus self and those not passed."""
+    return {name: value for name, value in arguments.items() if name != "self" and value is not UNSET}
 
 
 class GatewayClient:
@@ -366,6 +259,7 @@ class GatewayClient:
         clock: clock_mod.Clock | None = None,
         session: requests.Session | None = None,
         proxies: Mapping[str, str] | None = None,
+        transport: Transport | None = None,
         verify: bool | str = True,
         http_method: Literal["POST", "GET"] = "POST",
         page_gateway_url: str | None = None,
@@ -439,26 +333,33 @@ class GatewayClient:
         self.clock_skew_alarm = clock_skew_alarm
         #: Gateway clock minus ours, from the last response's Date header (None until one was seen).
         self.last_clock_skew: timedelta | None = None
-        self._owns_session = session is None
-        self.session = session if session is not None else self._new_session()
-
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        adapter = _DeadlineAdapter(max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        # Never take proxies or CA bundles from the environment silently: they are passed explicitly.
-        session.trust_env = False
-        return session
+        if transport is not None:
+            if session is not None or proxies or verify is not True:
+                raise InvalidParameterError(
+                    "pass either a transport or session/proxies/verify (which configure the HTTP transport)",
+                    parameter="transport",
+                )
+            if not isinstance(transport, Transport):
+                raise InvalidParameterError(
+                    "transport must have send(request) and close() methods", parameter="transport"
+                )
+            self.transport: Transport = transport
+            self._owns_transport = False
+            self.session: requests.Session | None = None
+        else:
+            http_transport = HttpTransport(session=session, proxies=proxies, verify=verify)
+            self.transport = http_transport
+            self._owns_transport = True
+            #: The requests Session of the HTTP transport (None with another transport).
+            self.session = http_transport.session
 
     def __repr__(self) -> str:
         return f"GatewayClient(partner={self.partner!r}, sign_type={self.sign_type!r})"
 
     def close(self) -> None:
-        """Close the pooled connections (only those of a session the client created)."""
-        if self._owns_session:
-            self.session.close()
+        """Close the pooled connections of the transport the client built (not of one passed in)."""
+        if self._owns_transport:
+            self.transport.close()
 
     def __enter__(self) -> GatewayClient:
         return self
@@ -468,52 +369,189 @@ class GatewayClient:
 
     # --- services ------------------------------------------------------------------------------------------
 
-    def create_forex_trade(self, **params: Any) -> PageRequest:
+    def create_forex_trade(
+        self,
+        *,
+        subject: Text | None = UNSET,
+        body: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        total_fee: Amount | None = UNSET,
+        rmb_fee: Amount | None = UNSET,
+        notify_url: Text | None = UNSET,
+        return_url: Text | None = UNSET,
+        order_gmt_create: When | None = UNSET,
+        order_valid_time: Count | None = UNSET,
+        supplier: Text | None = UNSET,
+        secondary_merchant_id: Text | None = UNSET,
+        secondary_merchant_name: Text | None = UNSET,
+        secondary_merchant_industry: Text | None = UNSET,
+        refer_url: Text | None = UNSET,
+        trade_information: Json | None = UNSET,
+        split_fund_info: Json | None = UNSET,
+        timeout_rule: Text | None = UNSET,
+        product_code: Text | None = UNSET,
+    ) -> PageRequest:
         """Sign a website payment (subject, out_trade_no, currency, total_fee or rmb_fee, notify_url ...)."""
-        return self._page(services.CREATE_FOREX_TRADE, params)
+        return self._page(services.CREATE_FOREX_TRADE, _given(locals()))
 
-    def create_forex_trade_wap(self, **params: Any) -> PageRequest:
+    def create_forex_trade_wap(
+        self,
+        *,
+        subject: Text | None = UNSET,
+        body: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        total_fee: Amount | None = UNSET,
+        rmb_fee: Amount | None = UNSET,
+        notify_url: Text | None = UNSET,
+        return_url: Text | None = UNSET,
+        order_gmt_create: When | None = UNSET,
+        order_valid_time: Count | None = UNSET,
+        supplier: Text | None = UNSET,
+        secondary_merchant_id: Text | None = UNSET,
+        secondary_merchant_name: Text | None = UNSET,
+        secondary_merchant_industry: Text | None = UNSET,
+        refer_url: Text | None = UNSET,
+        trade_information: Json | None = UNSET,
+        split_fund_info: Json | None = UNSET,
+        timeout_rule: Text | None = UNSET,
+        order_create: Epoch | None = UNSET,
+        product_code: Text | None = UNSET,
+        app_pay: Text | None = UNSET,
+        payment_inst: Text | None = UNSET,
+        merchant_url: Text | None = UNSET,
+        seller_id: Text | None = UNSET,
+    ) -> PageRequest:
         """Sign a mobile-browser payment; same parameters as create_forex_trade plus the WAP ones."""
-        return self._page(services.CREATE_FOREX_TRADE_WAP, params)
+        return self._page(services.CREATE_FOREX_TRADE_WAP, _given(locals()))
 
-    def single_trade_query(self, **params: Any) -> TradeQueryResult:
+    def single_trade_query(
+        self,
+        *,
+        trade_no: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+    ) -> TradeQueryResult:
         """Query an online trade by ``out_trade_no`` and/or ``trade_no`` (retried when safe)."""
-        return self._xml(services.SINGLE_TRADE_QUERY, params, TradeQueryResult)
+        return self._xml(services.SINGLE_TRADE_QUERY, _given(locals()), TradeQueryResult)
 
-    def forex_refund(self, **params: Any) -> ForexRefundResult:
+    def forex_refund(
+        self,
+        *,
+        out_return_no: Text | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        return_amount: Amount | None = UNSET,
+        return_rmb_amount: Amount | None = UNSET,
+        gmt_return: When | None = UNSET,
+        reason: Text | None = UNSET,
+        product_code: Text | None = UNSET,
+        split_fund_info: Json | None = UNSET,
+        is_sync: Flag | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> ForexRefundResult:
         """Refund an online payment; never re-sent automatically once it may have reached the gateway.
 
         Parameters: out_return_no, out_trade_no, return_amount or return_rmb_amount (Decimal), currency,
         gmt_return (aware datetime, default now), reason, is_sync, notify_url ...
         """
-        return self._xml(services.FOREX_REFUND, params, ForexRefundResult)
+        return self._xml(services.FOREX_REFUND, _given(locals()), ForexRefundResult)
 
-    def spot_pay(self, **params: Any) -> SpotPayResult:
+    def spot_pay(
+        self,
+        *,
+        alipay_seller_id: Text | None = UNSET,
+        quantity: Count | None = UNSET,
+        trans_name: Text | None = UNSET,
+        partner_trans_id: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        trans_currency: Text | None = UNSET,
+        trans_amount: Amount | None = UNSET,
+        buyer_identity_code: Text | None = UNSET,
+        identity_code_type: Text | None = UNSET,
+        trans_create_time: When | None = UNSET,
+        memo: Text | None = UNSET,
+        biz_product: Text | None = UNSET,
+        extend_info: Json | None = UNSET,
+        trade_information: Json | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> SpotPayResult:
         """Charge a buyer's code: partner_trans_id, trans_name, currency, trans_amount, buyer_identity_code.
 
         Never re-sent automatically once it may have reached the gateway.
         """
-        return self._xml(services.SPOT_PAY, params, SpotPayResult)
+        return self._xml(services.SPOT_PAY, _given(locals()), SpotPayResult)
 
-    def precreate(self, **params: Any) -> PrecreateResult:
+    def precreate(
+        self,
+        *,
+        timestamp: When | None = UNSET,
+        terminal_timestamp: Epoch | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        subject: Text | None = UNSET,
+        product_code: Text | None = UNSET,
+        trans_currency: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        total_fee: Amount | None = UNSET,
+        price: Amount | None = UNSET,
+        quantity: Count | None = UNSET,
+        seller_id: Text | None = UNSET,
+        seller_email: Text | None = UNSET,
+        body: Text | None = UNSET,
+        show_url: Text | None = UNSET,
+        goods_detail: Json | None = UNSET,
+        extend_params: Json | None = UNSET,
+        it_b_pay: Text | None = UNSET,
+        qr_code_it_b_pay: Text | None = UNSET,
+        passback_parameters: Text | None = UNSET,
+        trade_information: Json | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> PrecreateResult:
         """Create a QR code for the buyer to scan: out_trade_no, subject, total_fee, currency ..."""
-        return self._xml(services.PRECREATE, params, PrecreateResult)
+        return self._xml(services.PRECREATE, _given(locals()), PrecreateResult)
 
-    def overseas_query(self, **params: Any) -> OverseasQueryResult:
+    def overseas_query(
+        self,
+        *,
+        partner_trans_id: Text | None = UNSET,
+        alipay_trans_id: Text | None = UNSET,
+    ) -> OverseasQueryResult:
         """Query an in-store transaction by ``partner_trans_id`` and/or ``alipay_trans_id``."""
-        return self._xml(services.OVERSEAS_QUERY, params, OverseasQueryResult)
+        return self._xml(services.OVERSEAS_QUERY, _given(locals()), OverseasQueryResult)
 
-    def spot_refund(self, **params: Any) -> SpotRefundResult:
+    def spot_refund(
+        self,
+        *,
+        partner_trans_id: Text | None = UNSET,
+        alipay_trans_id: Text | None = UNSET,
+        partner_refund_id: Text | None = UNSET,
+        currency: Text | None = UNSET,
+        refund_amount: Amount | None = UNSET,
+        refund_reason: Text | None = UNSET,
+        is_sync: Flag | None = UNSET,
+        notify_url: Text | None = UNSET,
+    ) -> SpotRefundResult:
         """Refund an in-store payment: partner_trans_id, partner_refund_id, refund_amount, currency ..."""
-        return self._xml(services.SPOT_REFUND, params, SpotRefundResult)
+        return self._xml(services.SPOT_REFUND, _given(locals()), SpotRefundResult)
 
-    def spot_reverse(self, **params: Any) -> SpotReverseResult:
+    def spot_reverse(
+        self,
+        *,
+        partner_trans_id: Text | None = UNSET,
+    ) -> SpotReverseResult:
         """Reverse today's (Beijing time) in-store payment ``partner_trans_id`` in full."""
-        return self._xml(services.SPOT_REVERSE, params, SpotReverseResult)
+        return self._xml(services.SPOT_REVERSE, _given(locals()), SpotReverseResult)
 
-    def cancel(self, **params: Any) -> CancelResult:
+    def cancel(
+        self,
+        *,
+        timestamp: When | None = UNSET,
+        terminal_timestamp: Epoch | None = UNSET,
+        out_trade_no: Text | None = UNSET,
+        trade_no: Text | None = UNSET,
+    ) -> CancelResult:
         """Cancel in-store trade ``out_trade_no``: closed if unpaid, refunded if paid today (Beijing time)."""
-        return self._xml(services.CANCEL, params, CancelResult)
+        return self._xml(services.CANCEL, _given(locals()), CancelResult)
 
     def notify_verify(self, notify_id: str, *, deadline: float | None = None) -> bool:
         """Ask the gateway whether ``notify_id`` belongs to a genuine notification.
@@ -533,19 +571,33 @@ class GatewayClient:
             charset=self.charset,
             clock=self._clock,
         )
-        return self._execute(definition, wire, self._interpret_verify, deadline=deadline)
+
+        def interpret(reply: Reply) -> bool:
+            return interpretation.interpret_verify(reply, max_bytes=self.max_response_bytes)
+
+        return self._execute(definition, wire, interpret, deadline=deadline)
 
     def forex_rate_file(self) -> FileResult[RateRecord]:
         """Download the current exchange rates (CNY per unit of each currency)."""
         return self._file(services.FOREX_RATE_FILE, {})
 
-    def forex_compare_file(self, **params: Any) -> FileResult[TransactionRecord]:
+    def forex_compare_file(
+        self,
+        *,
+        start_date: Day | None = UNSET,
+        end_date: Day | None = UNSET,
+    ) -> FileResult[TransactionRecord]:
         """Download the transactions of ``start_date``..``end_date`` (at most 10 days apart, before today)."""
-        return self._file(services.FOREX_COMPARE_FILE, params)
+        return self._file(services.FOREX_COMPARE_FILE, _given(locals()))
 
-    def forex_liquidation_file(self, **params: Any) -> FileResult[SettlementRecord]:
+    def forex_liquidation_file(
+        self,
+        *,
+        start_date: Day | None = UNSET,
+        end_date: Day | None = UNSET,
+    ) -> FileResult[SettlementRecord]:
         """Download the settlements of ``start_date``..``end_date`` (at most 10 days apart, before today)."""
-        return self._file(services.FOREX_LIQUIDATION_FILE, params)
+        return self._file(services.FOREX_LIQUIDATION_FILE, _given(locals()))
 
     def call(self, service: str, **params: Any) -> Any:
         """Call any service by wire name (``"alipay.acquire.overseas.query"``) with wire-named parameters."""
@@ -590,16 +642,27 @@ class GatewayClient:
     def _xml(self, definition: ServiceDefinition, params: Mapping[str, Any], result_type: type[Any]) -> Any:
         wire = self._build(definition, params)
 
-        def interpret(reply: _Reply) -> Any:
-            return self._interpret_xml(definition, wire, reply, result_type)
+        def interpret(reply: Reply) -> Any:
+            return interpretation.interpret_xml(
+                definition,
+                wire,
+                reply,
+                result_type,
+                sign_type=self.sign_type,
+                verify_key=self._verify_key.get(),
+                max_bytes=self.max_response_bytes,
+                charset=self.charset,
+            )
 
         return self._execute(definition, wire, interpret)
 
     def _file(self, definition: ServiceDefinition, params: Mapping[str, Any]) -> Any:
         wire = self._build(definition, params)
 
-        def interpret(reply: _Reply) -> Any:
-            return self._interpret_file(definition, wire, reply)
+        def interpret(reply: Reply) -> Any:
+            return interpretation.interpret_file(
+                definition, wire, reply, max_bytes=self.max_file_bytes, charset=self.charset
+            )
 
         return self._execute(definition, wire, interpret, max_bytes=self.max_file_bytes)
 
@@ -609,7 +672,7 @@ class GatewayClient:
         self,
         definition: ServiceDefinition,
         wire: dict[str, str],
-        interpret: Callable[[_Reply], Any],
+        interpret: Callable[[Reply], Any],
         *,
         deadline: float | None = None,
         max_bytes: int | None = None,
@@ -655,7 +718,7 @@ class GatewayClient:
 
     def _exchange(
         self, definition: ServiceDefinition, wire: dict[str, str], ends: float, max_bytes: int
-    ) -> _Reply:
+    ) -> Reply:
         failures: list[str] = []
         for url in self._urls_for(definition):
             try:
@@ -689,10 +752,9 @@ class GatewayClient:
 
     def _send_once(
         self, url: str, definition: ServiceDefinition, wire: dict[str, str], ends: float, max_bytes: int
-    ) -> _Reply:
+    ) -> Reply:
         context: dict[str, Any] = {"service": definition.name, "out_trade_no": definition.trade_id(wire)}
-        remaining = ends - time.monotonic()
-        if remaining <= 0:
+        if ends - time.monotonic() <= 0:
             raise TransportError("the call's deadline passed before the request was sent", **context)
         method, target, body, headers = self._request_parts(url, wire)
         if logger.isEnabledFor(logging.DEBUG):
@@ -703,38 +765,25 @@ class GatewayClient:
                 _SIGN_IN_QUERY.sub(r"\1[redacted]", target),
                 _redact_params(wire, self._scrub.get()),
             )
-        watch = _Watch()
-        _state.watch = watch
-        timer = threading.Timer(remaining, watch.fire)
-        timer.daemon = True
-        timer.start()
-        try:
-            try:
-                response = self.session.request(
-                    method,
-                    target,
-                    data=body,
-                    headers=headers,
-                    timeout=(min(self.timeout[0], remaining), min(self.timeout[1], remaining)),
-                    stream=True,
-                    allow_redirects=False,
-                    proxies=self.proxies,
-                    verify=self.verify_tls,
-                )
-            except (
-                requests.RequestException,
-                urllib3.exceptions.HTTPError,
-                http.client.HTTPException,
-                OSError,
-            ) as exc:
-                raise self._transport_failure(exc, watch, context) from exc
-            try:
-                reply = self._read(response, url, watch, ends, max_bytes, context)
-            finally:
-                response.close()
-        finally:
-            timer.cancel()
-            _state.watch = None
+        response = self.transport.send(
+            Request(
+                method=method,
+                url=target,
+                headers=headers,
+                body=body,
+                timeout=self.timeout,
+                deadline=ends,
+                max_bytes=max_bytes,
+                service=definition.name,
+                out_trade_no=definition.trade_id(wire),
+            )
+        )
+        status = response.status
+        if status >= 500:
+            raise OutcomeUnknownError(f"the gateway answered HTTP {status}", **context)
+        if status != 200:
+            raise GatewayResponseError(f"the gateway answered HTTP {status}, not 200", **context)
+        reply = Reply(url=url, status=status, headers=dict(response.headers), body=response.body)
         reply.clock_skew = self._note_clock(reply.headers)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -745,66 +794,6 @@ class GatewayClient:
                 _redact_body(reply.body, self._scrub.get()),
             )
         return reply
-
-    def _transport_failure(self, exc: BaseException, watch: _Watch, context: dict[str, Any]) -> AlipayError:
-        """Classify a failure before any answer: never sent (TransportError) or maybe sent (unknown)."""
-        # With a session the client did not build there is no watchdog: judge by the exception instead.
-        maybe_sent = watch.connected if watch.instrumented else not _is_connect_failure(exc)
-        reason = "the call's deadline passed" if watch.fired else _describe(exc)
-        if not maybe_sent:
-            return TransportError(f"no connection to the gateway: {reason}", **context)
-        return OutcomeUnknownError(
-            f"the request may have reached the gateway but no answer came back: {reason}", **context
-        )
-
-    def _read(
-        self,
-        response: requests.Response,
-        url: str,
-        watch: _Watch,
-        ends: float,
-        max_bytes: int,
-        context: dict[str, Any],
-    ) -> _Reply:
-        status = response.status_code
-        if status >= 500:
-            raise OutcomeUnknownError(f"the gateway answered HTTP {status}", **context)
-        if status != 200:
-            raise GatewayResponseError(f"the gateway answered HTTP {status}, not 200", **context)
-        announced = response.headers.get("Content-Length", "")
-        if announced.isdigit() and int(announced) > max_bytes:
-            raise GatewayResponseError(
-                f"the response announces {announced} bytes, over the {max_bytes}-byte limit; not read",
-                **context,
-            )
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            for chunk in response.iter_content(chunk_size=_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise GatewayResponseError(
-                        f"the response is over the {max_bytes}-byte limit; reading stopped before parsing",
-                        raw_response=b"".join(chunks)[:4096],
-                        **context,
-                    )
-                chunks.append(chunk)
-                if time.monotonic() > ends:
-                    break
-        except (
-            requests.RequestException,
-            urllib3.exceptions.HTTPError,
-            http.client.HTTPException,
-            OSError,
-        ) as exc:
-            reason = "the call's deadline passed" if watch.fired else _describe(exc)
-            raise OutcomeUnknownError(f"the response broke off: {reason}", **context) from exc
-        if watch.fired or time.monotonic() > ends:
-            raise OutcomeUnknownError(
-                f"the call's deadline passed while the response was still arriving ({size} bytes read)",
-                **context,
-            )
-        return _Reply(url=url, status=status, headers=dict(response.headers), body=b"".join(chunks))
 
     def _note_clock(self, headers: Mapping[str, str]) -> timedelta | None:
         date_header = headers.get("Date")
@@ -827,199 +816,6 @@ class GatewayClient:
             )
         return skew
 
-    # --- interpreting answers ------------------------------------------------------------------------------
-
-    def _context(self, definition: ServiceDefinition, wire: Mapping[str, str], raw: bytes) -> dict[str, Any]:
-        return {"service": definition.name, "out_trade_no": definition.trade_id(wire), "raw_response": raw}
-
-    def _interpret_xml(
-        self, definition: ServiceDefinition, wire: dict[str, str], reply: _Reply, result_type: type[Any]
-    ) -> Any:
-        context = self._context(definition, wire, reply.body)
-        verify_key = self._verify_key.get() if definition.signs_response else None
-        try:
-            parsed = envelope.parse_response(
-                reply.body,
-                sign_type=self.sign_type if verify_key is not None else None,
-                key=verify_key,
-                max_bytes=self.max_response_bytes,
-                request_charset=self.charset,
-            )
-        except SignatureError as exc:
-            raise OutcomeUnknownError(
-                f"the response signature cannot be trusted ({exc.message}); query before acting", **context
-            ) from exc
-        except GatewayResponseError as exc:
-            raise GatewayResponseError(exc.message, **context) from exc
-        note = _skew_note(definition, reply.clock_skew)
-        skew = reply.clock_skew if note else None
-        if not parsed.is_success:
-            raise self._refusal(
-                definition, parsed.error, context, gateway_level=True, note=note, clock_skew=skew
-            )
-        if parsed.response_element is None:
-            if result_type is ForexRefundResult:
-                return ForexRefundResult(
-                    service=definition.name, fields={}, raw=reply.body, request=parsed.request
-                )
-            raise GatewayResponseError("the response has is_success=T but no <response> block", **context)
-        if verify_key is not None and parsed.sign_verified is not True:
-            raise OutcomeUnknownError(
-                "the response is not signed; it cannot be trusted, query before acting", **context
-            )
-        result_code = parsed.fields.get("result_code")
-        if "result_code" in result_type.FIELD_TYPES:
-            self._check_result_code(definition, parsed.fields, result_code, context, note, skew)
-        return result_type(
-            service=definition.name,
-            fields=parsed.fields,
-            raw=reply.body,
-            request=parsed.request,
-            sign_verified=parsed.sign_verified,
-            sign_charset=parsed.sign_charset,
-        )
-
-    def _check_result_code(
-        self,
-        definition: ServiceDefinition,
-        fields: Mapping[str, str],
-        result_code: str | None,
-        context: dict[str, Any],
-        note: str = "",
-        clock_skew: timedelta | None = None,
-    ) -> None:
-        code = fields.get("detail_error_code") or fields.get("error")
-        if result_code == ResultCode.SUCCESS:
-            return
-        if result_code in (ResultCode.FAIL, ResultCode.FAILED):
-            retry_flag = fields.get("retry_flag")
-            raise self._refusal(
-                definition,
-                code,
-                context,
-                gateway_level=False,
-                retryable=True if retry_flag == "Y" else None,
-                note=note,
-                clock_skew=clock_skew,
-            )
-        entry = lookup_error(code) if code else None
-        if result_code in (ResultCode.UNKNOW, ResultCode.UNKNOWN):
-            message = f"the gateway reports result_code={result_code}: the outcome is not known yet; query it"
-        elif result_code is None:
-            raise GatewayResponseError("the response has no result_code", **context)
-        else:
-            message = (
-                f"the gateway reports an unrecognised result_code {result_code[:40]!r}; query before acting"
-            )
-        raise OutcomeUnknownError(
-            message, code=code or None, description=entry.description if entry else None, **context
-        )
-
-    def _refusal(
-        self,
-        definition: ServiceDefinition,
-        code: str | None,
-        context: dict[str, Any],
-        *,
-        gateway_level: bool,
-        retryable: bool | None = None,
-        note: str = "",
-        clock_skew: timedelta | None = None,
-    ) -> AlipayError:
-        """The typed error for an Alipay error code, chosen by the code's catalog category.
-
-        ``clock_skew`` (set when ``note`` explains a timestamp refusal) is kept on the error for the caller.
-        """
-        error = self._refusal_of(
-            definition, code, context, gateway_level=gateway_level, retryable=retryable, note=note
-        )
-        error.clock_skew = clock_skew
-        return error
-
-    def _refusal_of(
-        self,
-        definition: ServiceDefinition,
-        code: str | None,
-        context: dict[str, Any],
-        *,
-        gateway_level: bool,
-        retryable: bool | None,
-        note: str,
-    ) -> AlipayError:
-        if not code:
-            where = "is_success=F" if gateway_level else "a failed result_code"
-            return (AlipayGatewayError if gateway_level else AlipayBusinessError)(
-                f"the gateway answered {where} without an error code{note}", **context
-            )
-        entry = lookup_error(code)
-        message = f"{entry.code or code}: {entry.description}{note}"
-        details = {"code": entry.code or code, "description": entry.description, **context}
-        if entry.category == "system":
-            if gateway_level or definition.idempotent:
-                return AlipaySystemError(message, retryable=entry.retryable, **details)
-            # A state-changing call that failed "for a system error" may still have been carried out.
-            return OutcomeUnknownError(
-                f"{message} (the operation may or may not have happened; query it)", **details
-            )
-        if entry.category == "gateway":
-            return AlipayGatewayError(message, retryable=retryable, **details)
-        if entry.category == "business":
-            return AlipayBusinessError(message, retryable=retryable, **details)
-        # Not in the catalog: a gateway-level refusal is still a refusal; a business one stays business.
-        cls = AlipayGatewayError if gateway_level else AlipayBusinessError
-        return cls(message, retryable=retryable, **details)
-
-    def _interpret_verify(self, reply: _Reply) -> bool:
-        text = reply.body.strip(b" \t\r\n\x0b\x0c")
-        if text == b"true":
-            return True
-        if text.startswith((b"<?xml", b"<alipay")):
-            definition = services.NOTIFY_VERIFY
-            context: dict[str, Any] = {"service": definition.name, "raw_response": reply.body}
-            try:
-                parsed = envelope.parse_response(reply.body, max_bytes=self.max_response_bytes)
-            except GatewayResponseError:
-                return False
-            if not parsed.is_success:
-                raise self._refusal(definition, parsed.error, context, gateway_level=True)
-        return False
-
-    def _interpret_file(self, definition: ServiceDefinition, wire: dict[str, str], reply: _Reply) -> Any:
-        context = self._context(definition, wire, reply.body)
-        head = reply.body[:256].lstrip()
-        if head.startswith((b"<?xml", b"<alipay")):
-            try:
-                parsed = envelope.parse_response(reply.body, max_bytes=self.max_file_bytes)
-            except GatewayResponseError as exc:
-                raise GatewayResponseError(exc.message, **context) from exc
-            if not parsed.is_success:
-                raise self._refusal(definition, parsed.error, context, gateway_level=True)
-            raise GatewayResponseError(
-                f"{definition.name} answered an XML envelope instead of a file", **context
-            )
-        if head.lower().startswith((b"<!doctype html", b"<html")):
-            raise GatewayResponseError(
-                f"{definition.name} answered an HTML page instead of a file", **context
-            )
-        charset = _declared_charset(reply.headers.get("Content-Type", "")) or self.charset
-        try:
-            text = reply.body.decode(charset)
-        except UnicodeDecodeError as exc:
-            raise GatewayResponseError(
-                f"{definition.name} answered bytes that are not {charset}", **context
-            ) from exc
-        return services.parse_file(definition, text, reply.body)
-
-
-def _skew_note(definition: ServiceDefinition, skew: timedelta | None) -> str:
-    """For calls with an expiring timestamp: say so when a refusal comes with a large clock difference."""
-    if not definition.has_timestamp or skew is None or abs(skew) <= TIMESTAMP_VALIDITY:
-        return ""
-    return (
-        f" (the gateway's clock differs from this server's by {skew.total_seconds():+.0f} s, more than the "
-        f"{TIMESTAMP_VALIDITY.total_seconds() // 60:.0f}-minute timestamp validity: fix this server's clock)"
-    )
-
 
 def _load_public_keys(material: Any) -> Any:
     if material is None:
@@ -1029,46 +825,5 @@ def _load_public_keys(material: Any) -> Any:
     return keys.load_public_key(material)
 
 
-def _declared_charset(content_type: str) -> str | None:
-    match = _CHARSET_PARAM.search(content_type)
-    if match is None:
-        return None
-    try:
-        return signing.normalize_charset(match.group(1))
-    except InvalidParameterError:
-        return None
-
-
 def _host(url: str) -> str:
     return urlsplit(url).netloc or url
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a transport failure, from the innermost cause."""
-    inner: BaseException = exc
-    seen = 0
-    while seen < 8:
-        seen += 1
-        nxt = getattr(inner, "reason", None) or (inner.args[0] if inner.args else None)
-        if isinstance(nxt, BaseException) and nxt is not inner:
-            inner = nxt
-            continue
-        break
-    text = str(inner) or type(inner).__name__
-    return f"{type(inner).__name__}: {text[:200]}"
-
-
-def _is_connect_failure(exc: BaseException) -> bool:
-    """True when requests says the connection itself failed (refused, DNS, TLS, connect timeout)."""
-    if isinstance(
-        exc,
-        requests.exceptions.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError,
-    ):
-        return True
-    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
-        inner = exc.args[0]
-        if isinstance(inner, urllib3.exceptions.MaxRetryError):
-            return isinstance(
-                inner.reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
-            )
-    return False

@@ -1,0 +1,482 @@
+"""Transports: carry one gateway request and bring its answer back, over HTTP or in memory.
+
+A :class:`Transport` sends one :class:`Request` and returns a :class:`Response` (status, headers, body), or
+raises :class:`~django_alipay.protocol.errors.TransportError` when the request certainly never reached the
+gateway and :class:`~django_alipay.protocol.errors.OutcomeUnknownError` when it may have. It knows nothing of
+signatures or services: :class:`~django_alipay.protocol.client.GatewayClient` builds the request, retries and
+fails over, and :mod:`django_alipay.protocol.interpretation` reads the answer.
+
+:class:`HttpTransport` is the default (requests, pooled connections). :class:`MockTransport` answers from a
+function, for tests that drive a client fully offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+
+from django_alipay.protocol.errors import (
+    AlipayError,
+    GatewayResponseError,
+    OutcomeUnknownError,
+    TransportError,
+)
+
+__all__ = ["HttpTransport", "MockTransport", "Request", "Response", "Transport"]
+
+logger = logging.getLogger("django_alipay.protocol.transport")
+
+_CHUNK: Final = 16384
+
+
+# --- the interface --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request to the gateway, ready to send.
+
+    ``timeout`` is (connect, read) seconds: the read timeout bounds each socket read. ``deadline`` is an
+    absolute :func:`time.monotonic` value that bounds the whole exchange. ``max_bytes`` caps the body a
+    transport may read. ``service`` and ``out_trade_no`` name the call in the errors a transport raises.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes | None
+    timeout: tuple[float, float]
+    deadline: float
+    max_bytes: int
+    service: str = ""
+    out_trade_no: str | None = None
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The wire parameters: the query string and the form body merged, decoded as ``_input_charset``."""
+        query = urlsplit(self.url).query
+        charset = dict(parse_qsl(query, keep_blank_values=True)).get("_input_charset", "utf-8")
+        merged = dict(parse_qsl(query, keep_blank_values=True, encoding=charset))
+        if self.body:
+            merged.update(
+                parse_qsl(self.body.decode("ascii", "replace"), keep_blank_values=True, encoding=charset)
+            )
+        return merged
+
+    def time_left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.deadline - time.monotonic()
+
+    def error_context(self) -> dict[str, Any]:
+        return {"service": self.service, "out_trade_no": self.out_trade_no}
+
+
+@dataclass(frozen=True)
+class Response:
+    """The gateway's answer: HTTP status, headers and the body (a transport may leave the body of a non-200
+    answer unread, as the client does not look at it)."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Sends one request; returns the answer or raises TransportError (never sent) / OutcomeUnknownError."""
+
+    def send(self, request: Request) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+# --- in memory ------------------------------------------------------------------------------------------
+
+
+class MockTransport:
+    """A transport that answers every request by calling ``handler(request)``; nothing touches the network.
+
+    The handler returns a :class:`Response`, or raises TransportError / OutcomeUnknownError to play a
+    connection that failed or an answer that never came. Every request is kept in ``requests``, in order.
+    Like the HTTP transport, a request whose deadline has already passed is not sent, and a body over
+    ``request.max_bytes`` is refused. For example::
+
+        def handler(request):
+            assert request.params["service"] == "single_trade_query"
+            return Response(200, {"Content-Type": "text/xml"}, b"<alipay>...</alipay>")
+
+        client = GatewayClient(..., transport=MockTransport(handler))
+    """
+
+    def __init__(self, handler: Callable[[Request], Response]) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+
+    def send(self, request: Request) -> Response:
+        if request.time_left() <= 0:
+            raise TransportError(
+                "the call's deadline passed before the request was sent", **request.error_context()
+            )
+        self.requests.append(request)
+        response = self.handler(request)
+        if not isinstance(response, Response):
+            raise TypeError(f"a MockTransport handler must return a Response, not {type(response).__name__}")
+        if response.status == 200 and len(response.body) > request.max_bytes:
+            raise GatewayResponseError(
+                f"the response is over the {request.max_bytes}-byte limit; reading stopped before parsing",
+                raw_response=response.body[:4096],
+                **request.error_context(),
+            )
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"MockTransport({self.handler!r})"
+
+
+# --- over HTTP: the deadline is enforced on the socket, before every blocking read ----------------------
+
+
+class _Call:
+    """The progress of the call this thread is making: its deadline and whether a connection was made."""
+
+    __slots__ = ("connected", "ends", "instrumented")
+
+    def __init__(self, ends: float) -> None:
+        self.ends = ends
+        self.instrumented = False
+        self.connected = False
+
+
+_state = threading.local()
+
+
+def _current_call() -> _Call | None:
+    call = getattr(_state, "call", None)
+    return call if isinstance(call, _Call) else None
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a response from its socket with each read's timeout cut to the time left before the deadline."""
+
+    def __init__(self, raw: Any, sock: Any, ends: float, read_timeout: float | None) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._ends = ends
+        self._read_timeout = read_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._ends - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the call's deadline passed")
+        timeout = left if self._read_timeout is None else min(self._read_timeout, left)
+        with contextlib.suppress(OSError, AttributeError):
+            self._sock.settimeout(timeout)
+        result: int | None = self._raw.readinto(buffer)
+        return result
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineHTTPResponse(http.client.HTTPResponse):
+    """An http.client response that, during a call with a deadline, reads through a :class:`_DeadlineReader`.
+
+    The reader holds its own reference to the socket (as ``makefile`` does), so a ``Connection: close``
+    answer stays readable after http.client has let go of the connection's socket.
+    """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        call = _current_call()
+        if call is None:
+            return
+        raw = sock.makefile("rb", buffering=0)
+        self.fp.close()
+        self.fp = io.BufferedReader(_DeadlineReader(raw, sock, call.ends, sock.gettimeout()))
+
+
+def _note_connect(conn: Any, connect: Callable[[], None]) -> None:
+    call = _current_call()
+    if call is not None:
+        call.instrumented = True
+    connect()
+    if call is not None:
+        call.connected = True
+
+
+def _note_request(conn: Any, request: Callable[[], None]) -> None:
+    call = _current_call()
+    if call is not None:
+        call.instrumented = True
+        if getattr(conn, "sock", None) is not None:
+            call.connected = True
+    request()
+    if call is not None:
+        call.connected = True
+
+
+class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _DeadlineHTTPResponse
+
+    def connect(self) -> None:
+        _note_connect(self, super().connect)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _note_request(self, lambda: super(_DeadlineHTTPConnection, self).request(*args, **kwargs))
+
+
+class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineHTTPResponse
+
+    def connect(self) -> None:
+        _note_connect(self, super().connect)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _note_request(self, lambda: super(_DeadlineHTTPSConnection, self).request(*args, **kwargs))
+
+
+class _DeadlineHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+_POOL_CLASSES: Final = {"http": _DeadlineHTTPConnectionPool, "https": _DeadlineHTTPSConnectionPool}
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter whose connections keep the calling thread's deadline; no urllib3-level retries."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:
+            manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+        return manager
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = _DeadlineAdapter(max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    # Never take proxies or CA bundles from the environment silently: they are passed explicitly.
+    session.trust_env = False
+    return session
+
+
+class HttpTransport:
+    """Sends requests with requests over pooled, kept-alive connections, within each request's deadline.
+
+    The deadline needs no thread: before every blocking read the socket's timeout is set to the smaller of
+    the read timeout and the time left, and a read that starts after the deadline fails at once, so a
+    gateway that trickles its answer a byte at a time is cut off at the deadline.
+
+    ``session``: a requests Session to send with instead of one of the transport's own. For each gateway
+    origin it is used for, a plain ``HTTPAdapter`` mounted on it is replaced (for that origin only, with the
+    same pool size and retries) by one that keeps the deadline; any other adapter is left alone and a warning
+    is logged, since the deadline can then only be checked between the chunks of the body. A session passed
+    in is not closed by :meth:`close`: it belongs to the caller.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: requests.Session | None = None,
+        proxies: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self._owns_session = session is None
+        self.session = session if session is not None else _new_session()
+        self.proxies = dict(proxies) if proxies else None
+        self.verify = verify
+        self._checked_origins: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HttpTransport(own_session={self._owns_session})"
+
+    def close(self) -> None:
+        """Close the pooled connections (only those of a session the transport created)."""
+        if self._owns_session:
+            self.session.close()
+
+    def _keep_deadline(self, url: str) -> None:
+        """Make sure the session's adapter for ``url``'s origin keeps the deadline (see the class doc)."""
+        if self._owns_session:
+            return
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}/".lower()
+        if origin in self._checked_origins:
+            return
+        with self._lock:
+            if origin in self._checked_origins:
+                return
+            adapter = self.session.get_adapter(url)
+            if type(adapter) is requests.adapters.HTTPAdapter:
+                self.session.mount(
+                    origin,
+                    _DeadlineAdapter(
+                        pool_connections=adapter._pool_connections,  # type: ignore[attr-defined]
+                        pool_maxsize=adapter._pool_maxsize,  # type: ignore[attr-defined]
+                        max_retries=adapter.max_retries,
+                        pool_block=adapter._pool_block,  # type: ignore[attr-defined]
+                    ),
+                )
+            elif not isinstance(adapter, _DeadlineAdapter):
+                logger.warning(
+                    "the session's adapter for %s is a %s, which cannot keep the call's deadline on the "
+                    "socket: the deadline is checked only between chunks of the answer",
+                    origin,
+                    type(adapter).__name__,
+                )
+            self._checked_origins.add(origin)
+
+    def send(self, request: Request) -> Response:
+        context = request.error_context()
+        remaining = request.time_left()
+        if remaining <= 0:
+            raise TransportError("the call's deadline passed before the request was sent", **context)
+        self._keep_deadline(request.url)
+        call = _Call(request.deadline)
+        _state.call = call
+        try:
+            try:
+                response = self.session.request(
+                    request.method,
+                    request.url,
+                    data=request.body,
+                    headers=dict(request.headers),
+                    timeout=(min(request.timeout[0], remaining), min(request.timeout[1], remaining)),
+                    stream=True,
+                    allow_redirects=False,
+                    proxies=self.proxies,
+                    verify=self.verify,
+                )
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
+                OSError,
+            ) as exc:
+                raise _failure(exc, call, context) from exc
+            try:
+                return _read(response, call, request.max_bytes, context)
+            finally:
+                response.close()
+        finally:
+            _state.call = None
+
+
+def _failure(exc: BaseException, call: _Call, context: dict[str, Any]) -> AlipayError:
+    """Classify a failure before any answer: never sent (TransportError) or maybe sent (unknown)."""
+    # With an adapter that is not the transport's there is no record of progress: judge by the exception.
+    maybe_sent = call.connected if call.instrumented else not _is_connect_failure(exc)
+    reason = "the call's deadline passed" if time.monotonic() >= call.ends else _describe(exc)
+    if not maybe_sent:
+        return TransportError(f"no connection to the gateway: {reason}", **context)
+    return OutcomeUnknownError(
+        f"the request may have reached the gateway but no answer came back: {reason}", **context
+    )
+
+
+def _read(response: requests.Response, call: _Call, max_bytes: int, context: dict[str, Any]) -> Response:
+    status = response.status_code
+    headers = dict(response.headers)
+    if status != 200:
+        return Response(status=status, headers=headers)
+    announced = response.headers.get("Content-Length", "")
+    if announced.isdigit() and int(announced) > max_bytes:
+        raise GatewayResponseError(
+            f"the response announces {announced} bytes, over the {max_bytes}-byte limit; not read",
+            **context,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=_CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise GatewayResponseError(
+                    f"the response is over the {max_bytes}-byte limit; reading stopped before parsing",
+                    raw_response=b"".join(chunks)[:4096],
+                    **context,
+                )
+            chunks.append(chunk)
+            if time.monotonic() > call.ends:
+                break
+    except (
+        requests.RequestException,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        OSError,
+    ) as exc:
+        reason = "the call's deadline passed" if time.monotonic() >= call.ends else _describe(exc)
+        raise OutcomeUnknownError(f"the response broke off: {reason}", **context) from exc
+    if time.monotonic() > call.ends:
+        raise OutcomeUnknownError(
+            f"the call's deadline passed while the response was still arriving ({size} bytes read)",
+            **context,
+        )
+    return Response(status=status, headers=headers, body=b"".join(chunks))
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a transport failure, from the innermost cause."""
+    inner: BaseException = exc
+    seen = 0
+    while seen < 8:
+        seen += 1
+        nxt = getattr(inner, "reason", None) or (inner.args[0] if inner.args else None)
+        if isinstance(nxt, BaseException) and nxt is not inner:
+            inner = nxt
+            continue
+        break
+    text = str(inner) or type(inner).__name__
+    return f"{type(inner).__name__}: {text[:200]}"
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    """True when requests says the connection itself failed (refused, DNS, TLS, connect timeout)."""
+    if isinstance(
+        exc,
+        requests.exceptions.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError,
+    ):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
+        inner = exc.args[0]
+        if isinstance(inner, urllib3.exceptions.MaxRetryError):
+            return isinstance(
+                inner.reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+            )
+    return False
