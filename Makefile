@@ -18,9 +18,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# ruff, then the layering contracts of pyproject.toml's [tool.importlinter] (docs/architecture.md).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 type: venv
 	$(BIN)/mypy
