@@ -1,10 +1,11 @@
-# Developer entry points: `make test` runs everything CI runs; `make demo` runs the example shop.
+# Developer entry points: `make test` runs everything CI runs; `make quick` the suite without its slow tests;
+# `make demo` runs the example shop.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: test lint type pytest lowest venv bench bench-deps bench-signing bench-reconciliation bench-ingestion \
+.PHONY: test quick lint type pytest lowest venv bench bench-deps bench-signing bench-reconciliation bench-ingestion \
 	bench-refunds loadtest chaos clean demo core messages fuzz
 
 $(BIN)/python:
@@ -18,9 +19,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# ruff, then the layering contracts of pyproject.toml's [tool.importlinter] (docs/architecture.md).
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 type: venv
 	$(BIN)/mypy
@@ -31,6 +34,11 @@ pytest: venv
 	DJANGO_ALIPAY_DSA_BACKEND=pycryptodome scripts/with-services $(BIN)/python -m pytest -p no:cacheprovider \
 		-q tests/protocol
 	scripts/with-services $(BIN)/python -m pytest -c example_project/pytest.ini example_project/tests
+
+# The suite without the tests marked slow (packaging, browser, real Celery workers, schemathesis), for the
+# edit-and-run loop: no lint, no type check, no second DSA run, no lowest versions. `make test` runs it all.
+quick: venv
+	scripts/with-services $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The suite against the lowest version of every runtime requirement that pyproject.toml allows
 # (scripts/lowest-constraints), in its own virtualenv; the packaging tests install the newest, so they are

@@ -16,7 +16,7 @@ from schemathesis.engine import Status, events, from_schema
 
 from django_alipay.models import Merchant, Trade
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 CHECKS = (
     "not_a_server_error",

@@ -19,7 +19,7 @@ from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol.clock import BEIJING, FixedClock, beijing_date
 from tests.browser.conftest import control
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 PASSWORD = "a-long-test-password"
 #: The emulator's slow buyer: spot.pay answers UNKNOW and waits until the payment is made via control/pay.

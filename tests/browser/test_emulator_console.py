@@ -13,6 +13,8 @@ from django_alipay.domain import trades
 from django_alipay.models import Merchant
 from tests.browser.conftest import control
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def console(page: Any, emulator: str) -> Any:
