@@ -624,6 +624,8 @@ SPACING_MARGIN = 0.1
 IN_FLIGHT_SLACK = 5.0
 #: While another call of the partner is under way, a synchronous caller looks again this often (seconds).
 IN_FLIGHT_POLL = 0.25
+#: How a caller waiting for its partner's refund turn sleeps (seconds); a test may wait without sleeping.
+send_slot_sleep: Callable[[float], None] = time.sleep
 
 
 def _database_now() -> datetime:
@@ -703,7 +705,7 @@ def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) 
                 % {"spacing": f"{spacing:g}", "remaining": remaining},
                 retry_after=remaining,
             )
-        time.sleep(remaining)
+        send_slot_sleep(remaining)
         waited += remaining
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from rest_framework.test import APIClient
 
 from django_alipay.emulator import notifier
 from django_alipay.models import Merchant, Trade
+from tests import factories
 from tests.conftest import CONTROL_HEADERS, TEST_PARTNER, standalone_emulator
 
 API = "/alipay/api/"
@@ -145,23 +145,13 @@ def refund(client: APIClient, trade_id: int, body: Any, *, key: str | None = Non
 @pytest.fixture
 def make_trade(shop: Merchant) -> Callable[..., Trade]:
     """A trade written directly, in a chosen state (for refusals, which never reach the gateway)."""
-
-    def make(**fields: Any) -> Trade:
-        values: dict[str, Any] = {
-            "merchant": shop,
-            "out_trade_no": order_number(),
-            "amount": Decimal("100.00"),
-            "currency": "USD",
-            "subject": "Test order",
-            "product": "web",
-            "status": "TRADE_FINISHED",
-            "paid_at": timezone.now(),
-        }
-        values.update(fields)
-        values.setdefault("created_at", values["paid_at"] or timezone.now())
-        return Trade.objects.create(**values)
-
-    return make
+    return factories.trade_factory(
+        shop,
+        numbers=iter(order_number, None),
+        subject="Test order",
+        status="TRADE_FINISHED",
+        paid_at=timezone.now,
+    )
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from django_alipay.models import Merchant, Refund, Trade
 from tests.api.backends import MerchantGrants
 from tests.api.conftest import API, client_for, order_number, refund
+from tests.factories import create_refund
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -166,9 +167,7 @@ def test_another_merchant_s_trades_do_not_exist_for_a_user(
     other_shop = make_merchant(name="Other shop")
     mine = make_trade(product="barcode", status="TRADE_SUCCESS")
     theirs = make_trade(merchant=other_shop, product="barcode", status="TRADE_SUCCESS")
-    Refund.objects.create(
-        merchant=other_shop, trade=theirs, gateway_refund_id="RF-THEIRS", amount=1, currency="USD"
-    )
+    create_refund(theirs, gateway_refund_id="RF-THEIRS")
     user = make_user("clerk", staff=True, perms=["add_trade", "sync_trade", "refund_trade", "reverse_trade"])
     grants.add((user.pk, "django_alipay.view_merchant", shop.pk))
     clerk = client_for(user)

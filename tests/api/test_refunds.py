@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from django_alipay.models import Merchant, Refund, Trade
 from django_alipay.protocol.clock import BEIJING
 from tests.api.conftest import API, gateway_calls, refund
+from tests.factories import create_refund
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -193,10 +194,7 @@ def test_a_refund_of_unknown_outcome_still_counts(
     api: APIClient, make_trade: Callable[..., Trade], shop: Merchant
 ) -> None:
     trade = make_trade(refund_pending_amount=Decimal("60.00"))
-    Refund.objects.create(
-        merchant=shop, trade=trade, gateway_refund_id="RF-UNKNOWN", amount=Decimal("60.00"), currency="USD",
-        status="unknown",
-    )  # fmt: skip
+    create_refund(trade, gateway_refund_id="RF-UNKNOWN", amount=Decimal("60.00"), status="unknown")
     before = state(trade)
     error = refused(refund(api, trade.pk, {"amount": "40.01"}), 409, "refund_amount_exceeded")
     assert "40.00 USD" in error["message"]
@@ -246,10 +244,7 @@ def test_a_reversed_trade_is_not_refunded(
     api: APIClient, make_trade: Callable[..., Trade], shop: Merchant
 ) -> None:
     trade = make_trade(product="barcode", status="TRADE_SUCCESS")
-    Refund.objects.create(
-        merchant=shop, trade=trade, kind="REVERSE", gateway_refund_id="RV-1", amount=trade.amount,
-        currency="USD", status="submitted",
-    )  # fmt: skip
+    create_refund(trade, kind="REVERSE", gateway_refund_id="RV-1", amount=trade.amount, status="submitted")
     error = refused(refund(api, trade.pk, {"amount": "1.00"}), 409, "refund_not_allowed")
     assert "reversed" in error["message"]
 

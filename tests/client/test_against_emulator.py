@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import queue
-import subprocess
-import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,55 +28,30 @@ from django_alipay.protocol.errors import (
 from django_alipay.protocol.notifications import VerifiedNotification, read_notification
 from tests.client.stub import dead_url
 from tests.conftest import CONTROL_HEADERS
+from tests.standalone import EmulatorDidNotStart, StandaloneEmulator
 
 PARTNER = "2088101122136241"
 MD5_KEY = "k2n4fq8w0e3r5t7y9u1i3o5p7a9s1d3f"
-START_TIMEOUT = 60.0
 
 
 class Emulator:
     """``python -m django_alipay.emulator`` on a free port, with helpers for its control API."""
 
     def __init__(self, *args: str) -> None:
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0"]
-        command += ["--partner", PARTNER, "--md5-key", MD5_KEY, "--quiet", *args]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True)
-        lines: queue.Queue[str] = queue.Queue()
-
-        def pump() -> None:
-            assert self.process.stdout is not None
-            for line in self.process.stdout:
-                lines.put(line)
-            lines.put("")
-
-        threading.Thread(target=pump, daemon=True).start()
+        self.launched = StandaloneEmulator("--partner", PARTNER, "--md5-key", MD5_KEY, *args)
         try:
-            ready = lines.get(timeout=START_TIMEOUT).split()
-        except queue.Empty:
-            ready = []
-        if len(ready) != 2 or ready[0] != "ready":
-            self.stop()
-            pytest.fail(f"the emulator did not start: {ready!r}\n{self.stderr()}")
-        self.url = ready[1]
-        self.base = self.url[: -len("gateway.do")]
-        self.fingerprints = lines.get(timeout=START_TIMEOUT).strip()
+            self.launched.start()
+        except EmulatorDidNotStart as exc:
+            pytest.fail(str(exc))
+        self.url = self.launched.gateway
+        self.base = self.launched.base
+        self.fingerprints = self.launched.next_line().strip()
 
     def stderr(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")[-4000:]
+        return self.launched.stderr()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
+        self.launched.stop()
 
     def control(self, method: str, path: str, **kwargs: Any) -> Any:
         response = requests.request(

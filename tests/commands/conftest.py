@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from decimal import Decimal
 from io import StringIO
 from typing import Any
 
@@ -13,6 +12,7 @@ from django.core.management import call_command
 
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
+from tests import factories
 from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
 from tests.domain.fakegateway import FakeGateway
 from tests.tasks.support import Emulator
@@ -34,23 +34,15 @@ def merchant(make_merchant: Callable[..., Merchant], gateway: FakeGateway) -> Me
 
 @pytest.fixture
 def make_trade(merchant: Merchant) -> Callable[..., Trade]:
-    numbers = iter(range(1, 100_000))
-
-    def make(**fields: Any) -> Trade:
-        values: dict[str, Any] = {
-            "merchant": merchant,
-            "out_trade_no": f"ORDER-{next(numbers)}",
-            "amount": Decimal("100.00"),
-            "currency": "USD",
-            "subject": "Tea set",
-            "product": "web",
-            "status": "WAIT_BUYER_PAY",
-            "created_at": NOW,
-        }
-        values.update(fields)
-        return Trade.objects.create(**values)
-
-    return make
+    """A trade written directly, awaiting payment by default."""
+    return factories.trade_factory(
+        merchant,
+        numbers=factories.numbered("ORDER-"),
+        subject="Tea set",
+        status="WAIT_BUYER_PAY",
+        paid_at=None,
+        created_at=NOW,
+    )
 
 
 @pytest.fixture

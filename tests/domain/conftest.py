@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
+from tests import factories
 from tests.domain.fakegateway import FakeGateway
 
 PAID_AT = datetime(2024, 5, 1, 12, 0, 0, tzinfo=BEIJING)
@@ -31,24 +31,14 @@ def merchant(make_merchant: Callable[..., Merchant], gateway: FakeGateway) -> Me
 @pytest.fixture
 def make_trade(merchant: Merchant) -> Callable[..., Trade]:
     """A trade written directly (tests of refunds start from a known state, not from the payment flow)."""
-    counter = iter(range(1, 100_000))
-
-    def make(**fields: Any) -> Trade:
-        values: dict[str, Any] = {
-            "merchant": merchant,
-            "out_trade_no": f"ORDER-{next(counter)}",
-            "amount": Decimal("100.00"),
-            "currency": "USD",
-            "subject": "Test order",
-            "product": "web",
-            "status": "TRADE_FINISHED",
-            "paid_at": PAID_AT,
-            "created_at": PAID_AT,
-        }
-        values.update(fields)
-        return Trade.objects.create(**values)
-
-    return make
+    return factories.trade_factory(
+        merchant,
+        numbers=factories.numbered("ORDER-"),
+        subject="Test order",
+        status="TRADE_FINISHED",
+        paid_at=PAID_AT,
+        created_at=PAID_AT,
+    )
 
 
 @pytest.fixture

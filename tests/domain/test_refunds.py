@@ -25,6 +25,7 @@ from django_alipay.models import Refund, RefundSlot, Trade
 from django_alipay.protocol.clock import BEIJING
 from django_alipay.protocol.errors import AlipayError, AmountError, InvalidParameterError
 from tests.domain.fakegateway import FakeGateway, Reply
+from tests.factories import create_refund
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -371,13 +372,7 @@ def test_a_gateway_refund_id_is_unique_per_merchant(
     first = refunds.request_refund(make_trade(), "1.00")
     other_trade = make_trade()
     with pytest.raises(IntegrityError), transaction.atomic():
-        Refund.objects.create(
-            merchant=other_trade.merchant,
-            trade=other_trade,
-            gateway_refund_id=first.gateway_refund_id,
-            amount=Decimal("1.00"),
-            currency="USD",
-        )
+        create_refund(other_trade, gateway_refund_id=first.gateway_refund_id)
 
 
 def test_an_unknown_refund_counts_against_the_refundable_amount(

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import os
-import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django_alipay.emulator.conf import OPEN_POINT_KNOBS
 from django_alipay.protocol import dsa, keys
 from tests.conftest import CONTROL_HEADERS
+from tests.standalone import StandaloneEmulator
 
 from .signer import Envelope, parse_envelope, sign, verify
 
@@ -46,61 +43,28 @@ def public_pem(private_key: Any) -> str:
     )
 
 
-class EmulatorProcess:
-    """``python -m django_alipay.emulator --port 0`` in a subprocess, with its ready line read."""
+class EmulatorProcess(StandaloneEmulator):
+    """``python -m django_alipay.emulator --port 0`` in a subprocess, logging to ``workdir/emulator.log``;
+    :attr:`key_line` is the fingerprint line printed after the ready line."""
 
     def __init__(self, workdir: Path, *args: str, tz: str | None = None) -> None:
+        super().__init__(*args, log=workdir / "emulator.log", env={"TZ": tz} if tz is not None else None)
         self.workdir = workdir
-        self.args = args
-        self.env = dict(os.environ)
-        if tz is not None:
-            self.env["TZ"] = tz
-        self.log = workdir / "emulator.log"
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.proc: subprocess.Popen[str] | None = None
-        self._log_file: Any = None
-        self.ready_line = ""
         self.key_line = ""
         self._alipay_keys: dict[str, Any] | None = None
 
     def start(self) -> EmulatorProcess:
-        self._log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django_alipay.emulator", "--port", "0", "--quiet", *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=self._log_file,
-            text=True,
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.ready_line = self.lines.get(timeout=60)
-        assert self.ready_line.startswith("ready http://"), (self.ready_line, self.log.read_text())
-        self.key_line = self.lines.get(timeout=10)
+        super().start()
+        self.key_line = self.next_line(timeout=10)
         return self
-
-    def _pump(self) -> None:
-        assert self.proc is not None
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    @property
-    def gateway(self) -> str:
-        return self.ready_line.split(" ", 1)[1]
 
     @property
     def base(self) -> str:
         return self.gateway.removesuffix("/gateway.do")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=15)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._log_file.close()
+        code = super().stop(sig)
+        assert code is not None, "the emulator was not started"
         return code
 
     def control(self, path: str, data: dict[str, Any] | None = None, *, method: str | None = None) -> Any:

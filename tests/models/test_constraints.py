@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
 from django_alipay.models import Merchant, Notification, Refund, Trade
+from tests.factories import create_refund
 
 pytestmark = pytest.mark.django_db
 
@@ -52,15 +53,7 @@ def test_an_order_number_is_unique_per_merchant(trade: Trade) -> None:
 
 def test_refund_amount_is_positive_and_a_trade_is_reversed_once(trade: Trade) -> None:
     def refund(**fields: Any) -> Refund:
-        values: dict[str, Any] = {
-            "merchant": trade.merchant,
-            "trade": trade,
-            "amount": Decimal("1.00"),
-            "currency": "USD",
-            "gateway_refund_id": f"RF{Refund.objects.count()}",
-        }
-        values.update(fields)
-        return Refund.objects.create(**values)
+        return create_refund(trade, **fields)
 
     with pytest.raises(IntegrityError), transaction.atomic():
         refund(amount=Decimal("0"))

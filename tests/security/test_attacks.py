@@ -13,7 +13,6 @@ import hashlib
 import io
 import logging
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +32,7 @@ from django_alipay.protocol import keys, signing
 from django_alipay.protocol.clock import format_datetime
 from tests.conftest import TEST_MD5_KEY
 from tests.domain.fakegateway import FakeGateway
+from tests.factories import create_refund
 from tests.web.conftest import CASHIER_PERMISSIONS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql")]
@@ -91,13 +91,7 @@ def test_staff_of_one_merchant_cannot_see_or_refund_another_merchants_trade_in_t
     bobs_shop = make_merchant(name="bob: tea", gateway_url=gateway.url)
     bobs = make_trade(merchant=bobs_shop, out_trade_no="BOB-1")
     theirs = make_trade(out_trade_no="NOT-BOBS-1", product="barcode", status="TRADE_SUCCESS")
-    their_refund = Refund.objects.create(
-        trade=theirs,
-        merchant=merchant,
-        gateway_refund_id="RF-NOT-BOBS",
-        amount=Decimal("1.00"),
-        currency="USD",
-    )
+    their_refund = create_refund(theirs, gateway_refund_id="RF-NOT-BOBS")
     their_note = Notification.objects.create(merchant=merchant, out_trade_no=theirs.out_trade_no)
     bob = Client()
     bob.force_login(make_staff(*CASHIER_PERMISSIONS, username="bob"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from celery import current_app as celery_current_app
 from django_alipay import schedule
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
+from tests import factories
 from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
 from tests.domain.fakegateway import FakeGateway
 from tests.tasks.support import Emulator, Workers
@@ -133,21 +133,11 @@ def merchant(make_merchant: Callable[..., Merchant], gateway: FakeGateway) -> Me
 @pytest.fixture
 def make_trade(merchant: Merchant) -> Callable[..., Trade]:
     """A trade written directly in a chosen state (paid online by default)."""
-    numbers = iter(range(1, 100_000))
-
-    def make(**fields: Any) -> Trade:
-        values: dict[str, Any] = {
-            "merchant": merchant,
-            "out_trade_no": f"ORDER-{next(numbers)}",
-            "amount": Decimal("100.00"),
-            "currency": "USD",
-            "subject": "Test order",
-            "product": "web",
-            "status": "TRADE_FINISHED",
-            "paid_at": PAID_AT,
-            "created_at": PAID_AT,
-        }
-        values.update(fields)
-        return Trade.objects.create(**values)
-
-    return make
+    return factories.trade_factory(
+        merchant,
+        numbers=factories.numbered("ORDER-"),
+        subject="Test order",
+        status="TRADE_FINISHED",
+        paid_at=PAID_AT,
+        created_at=PAID_AT,
+    )

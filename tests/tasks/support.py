@@ -24,6 +24,7 @@ from django_alipay.domain.settlement import FileSettlementReport
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 from tests.conftest import CONTROL_HEADERS
+from tests.standalone import StandaloneEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUES = "alipay,alipay_refunds"
@@ -45,35 +46,13 @@ class Emulator:
     """``python -m django_alipay.emulator --port 0`` in a subprocess, and its control API."""
 
     def __init__(self, partner: str, md5_key: str, log: Path) -> None:
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "django_alipay.emulator", "--host", "127.0.0.1", "--port", "0",
-             "--partner", partner, "--md5-key", md5_key, "--refund-interval", "0", "--quiet"],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            cwd=ROOT,
-            start_new_session=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("ready "):
-            self.stop()
-            raise AssertionError(f"the emulator did not start: {line!r}; see {log}")
-        self.gateway = line.split()[1]
-        self.base = self.gateway.removesuffix("gateway.do")
+        args = ("--partner", partner, "--md5-key", md5_key, "--refund-interval", "0")
+        self.launched = StandaloneEmulator(*args, log=log).start()
+        self.gateway = self.launched.gateway
+        self.base = self.launched.base
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
+        self.launched.stop()
 
     def post(self, path: str, data: Mapping[str, Any] | None = None) -> Any:
         response = requests.post(

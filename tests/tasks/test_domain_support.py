@@ -87,11 +87,23 @@ def test_a_caller_waiting_for_its_turn_does_not_hold_the_slot_row_locked(
     merchant: Merchant,
     make_trade: Callable[..., Trade],
     gateway: FakeGateway,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 1.5}
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
     refund = refunds.request_refund(make_trade(), Decimal("5.00"))
     stamp(merchant, timezone.now())
     outcome: list[Any] = []
+    slept: list[float] = []
+    waiting, time_passed = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:
+        # The sender waits here for its turn; the test looks at the slot row, then lets the gap pass.
+        slept.append(seconds)
+        waiting.set()
+        assert time_passed.wait(timeout=30)
+        RefundSlot.objects.filter(partner=merchant.partner).update(next_call_at=timezone.now())
+
+    monkeypatch.setattr(refunds, "send_slot_sleep", sleep)
 
     def send() -> None:
         try:
@@ -104,15 +116,18 @@ def test_a_caller_waiting_for_its_turn_does_not_hold_the_slot_row_locked(
     sender = threading.Thread(target=send)
     sender.start()
     try:
+        assert waiting.wait(timeout=30), outcome
         # While the sender waits for its slot, anyone may lock the partner's slot row at once (NOWAIT).
-        for _ in range(5):
-            threading.Event().wait(0.15)
-            with transaction.atomic():
-                RefundSlot.objects.select_for_update(nowait=True).get(partner=merchant.partner)
+        with transaction.atomic():
+            RefundSlot.objects.select_for_update(nowait=True).get(partner=merchant.partner)
         assert outcome == [], "the refund went out before its turn"
+        assert gateway.called("forex_refund") == []
     finally:
+        time_passed.set()
         sender.join(timeout=30)
     assert outcome == [RefundStatus.SUCCEEDED]
+    (waited,) = slept
+    assert 2.5 < waited <= 3 + refunds.SPACING_MARGIN  # the rest of the gap, in one wait
     assert len(gateway.called("forex_refund")) == 1
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -14,6 +12,7 @@ from django.test import Client
 
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
+from tests import factories
 from tests.domain.fakegateway import FakeGateway
 
 PAID_AT = datetime(2024, 5, 1, 12, 0, 0, tzinfo=BEIJING)
@@ -36,23 +35,14 @@ def merchant(make_merchant: Callable[..., Merchant], gateway: FakeGateway) -> Me
 @pytest.fixture
 def make_trade(merchant: Merchant) -> Callable[..., Trade]:
     """A trade written directly in a chosen state (the payment flow itself is tested elsewhere)."""
-
-    def make(**fields: Any) -> Trade:
-        values: dict[str, Any] = {
-            "merchant": merchant,
-            "out_trade_no": f"WEB-{next(_numbers)}",
-            "amount": Decimal("100.00"),
-            "currency": "USD",
-            "subject": "Teapot",
-            "product": "web",
-            "status": "TRADE_FINISHED",
-            "paid_at": PAID_AT,
-            "created_at": PAID_AT,
-        }
-        values.update(fields)
-        return Trade.objects.create(**values)
-
-    return make
+    return factories.trade_factory(
+        merchant,
+        numbers=factories.numbered("WEB-", _numbers),
+        subject="Teapot",
+        status="TRADE_FINISHED",
+        paid_at=PAID_AT,
+        created_at=PAID_AT,
+    )
 
 
 @pytest.fixture
