@@ -412,7 +412,7 @@ def _verify_and_process(
 
     if app_settings.NOTIFY_VERIFY and ask_alipay and earlier is None:
         try:
-            genuine = gateway.shared_client(merchant).notify_verify(
+            genuine = gateway.client(merchant).notify_verify(
                 verified.notify_id or "", deadline=float(app_settings.NOTIFY_VERIFY_TIMEOUT)
             )
         except AlipayError as exc:

@@ -752,7 +752,7 @@ def call_in_flight(refund: Refund) -> float:
 def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
     merchant = Merchant.objects.get(pk=trade.merchant_id)
     online = trade.is_online
-    client = gateway.client_for(merchant, instore=not online)
+    client = gateway.client(merchant, instore=not online)
     if refund.kind == RefundKind.REVERSE:
         if "partner_trans_id" in request:
             return client.spot_reverse(**request)
@@ -880,8 +880,8 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
     if refund.status != RefundStatus.REQUESTED:
         return refund
     trade = Trade.objects.get(pk=refund.trade_id)
-    # The client is built first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
-    gateway.client_for(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
+    # Checked first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
+    gateway.check_configuration(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
     budget = app_settings.REFUND_MAX_WAIT
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:

@@ -286,14 +286,14 @@ def _payment_request(
 
 
 def _start_online(trade: Trade, service: str, request: dict[str, Any]) -> TradeStart:
-    page = gateway.client_for(trade.merchant).call(service, **request)
+    page = gateway.client(trade.merchant).call(service, **request)
     trade.payment_url = page.url
     trade.save(update_fields=["payment_url", "updated_at"])
     return TradeStart(trade=trade, url=page.url, form_html=page.form_html())
 
 
 def _start_spot_pay(trade: Trade, request: dict[str, Any]) -> TradeStart:
-    client = gateway.client_for(trade.merchant, instore=True)
+    client = gateway.client(trade.merchant, instore=True)
     try:
         result = client.spot_pay(**request)
     except (AlipayBusinessError, AlipayGatewayError) as exc:
@@ -350,7 +350,7 @@ def _close_refused(trade: Trade, code: str, description: str) -> None:
 
 
 def _start_precreate(trade: Trade, request: dict[str, Any]) -> TradeStart:
-    client = gateway.client_for(trade.merchant, instore=True)
+    client = gateway.client(trade.merchant, instore=True)
     try:
         result = client.precreate(**request)
     except AlipayError as exc:
@@ -599,8 +599,9 @@ def sync_trade(trade: Trade, *, clients: gateway.ClientPool | None = None) -> St
     """Query the trade at the gateway and apply what it says; None when Alipay does not know the trade.
 
     Online trades use single_trade_query, in-store ones alipay.acquire.overseas.query. Gateway errors other
-    than "no such trade" propagate (a retryable one can simply be tried again later). ``clients`` reuses
-    gateway clients (and their connections) across calls.
+    than "no such trade" propagate (a retryable one can simply be tried again later). Every call uses the
+    process's kept client of the merchant (:func:`django_alipay.gateway.client`), or ``clients``'s when a
+    :class:`~django_alipay.gateway.ClientPool` is passed (an older way).
     """
     (result,) = sync_trades([trade], clients=clients)
     if result.error is not None:
@@ -620,16 +621,16 @@ def sync_trades(
     once. An answer that only repeats what the trade already says is written for the whole batch in one
     UPDATE at the end, and only to rows whose status has not moved meanwhile, so checking many unchanged
     trades costs a query per batch rather than several per trade. Load the trades with
-    ``select_related("merchant")``; gateway errors are returned in ``error``, never raised.
+    ``select_related("merchant")``; gateway errors are returned in ``error``, never raised. The queries go
+    through the process's kept client of each merchant, or ``clients``'s when a pool is passed.
     """
-    pool = clients if clients is not None else gateway.ClientPool()
     results: list[TradeSync] = []
     repeats: list[Trade] = []
     unknown: list[int] = []
     try:
         for trade in batch:
             try:
-                report = _query(trade, pool)
+                report = _query(trade, clients)
             except AlipayError as exc:
                 result = TradeSync(trade, error=exc)
             else:
@@ -647,16 +648,17 @@ def sync_trades(
                 on_result(result)
     finally:
         _touch(repeats, unknown)
-        if clients is None:
-            pool.close()
     return results
 
 
-def _query(trade: Trade, pool: gateway.ClientPool) -> dict[str, Any] | None:
+def _query(trade: Trade, pool: gateway.ClientPool | None) -> dict[str, Any] | None:
     """The gateway's report on ``trade`` as :func:`apply_status` arguments; None for "no such trade"."""
     merchant = trade.merchant
     online = trade.is_online
-    client = pool.client(merchant, instore=not online)
+    if pool is None:
+        client = gateway.client(merchant, instore=not online)
+    else:
+        client = pool.client(merchant, instore=not online)
     result: Any
     try:
         if online:
