@@ -874,7 +874,7 @@ def diagnose(merchant: Any, notices: Sequence[Notice], label: str) -> Diagnosis:
             "_acknowledged(): an earlier acknowledged delivery? (SELECT)",
             STEPS[2],
         ),
-        (gateway, "shared_client", "get the gateway client (shared_client)", STEPS[3]),
+        (gateway, "client", "get the gateway client (gateway.client)", STEPS[3]),
         (gateway, "client_for", "build a gateway client (client_for: keys decrypted, new session)", ""),
         (GatewayClient, "notify_verify", "notify_verify round trip to the gateway", STEPS[3]),
         (notifications, "_process", "apply under the trade's row lock (one transaction)", STEPS[4]),

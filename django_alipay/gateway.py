@@ -1,4 +1,11 @@
-"""Build the protocol client for a merchant: the one place where Django settings and keys meet the gateway."""
+"""The protocol client for a merchant: the one place where Django settings and keys meet the gateway.
+
+:func:`client` is the one way the library gets a client: one per merchant and service family, kept alive
+for the whole process and rebuilt when the merchant's keys or gateway, or the timeout settings, change
+(and one more while a caller passes a clock of its own, e.g. a test's fixed clock).
+:func:`client_for` builds a new, unshared client (its caller closes it); :class:`ClientPool` and
+:func:`shared_client` are older names kept working.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,9 @@ from django_alipay.enums import Environment
 from django_alipay.fields import EncryptedTextField, Secret
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
-from django_alipay.protocol.clock import Clock
+from django_alipay.protocol.clock import Clock, SystemClock
 
-__all__ = ["ClientPool", "client_for", "shared_client"]
+__all__ = ["ClientPool", "check_configuration", "client", "client_for", "shared_client"]
 
 
 def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None = None) -> GatewayClient:
@@ -23,6 +30,9 @@ def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None
     merchant names its own URL. ``clock`` is the client's idea of now (default: the system clock), e.g. for
     the file services' "before today" rule. Raises AlipayConfigurationError when the merchant lacks a key it
     needs.
+
+    Each call builds a new client that keeps its own connections: close it (or use it in a ``with`` block).
+    Library code uses :func:`client` instead.
     """
     if (
         instore
@@ -48,12 +58,12 @@ def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None
 
 
 class ClientPool:
-    """Gateway clients reused across many calls in one run: one per merchant and service family.
+    """Gateway clients of one run, one per merchant and service family, closed together (an older way).
 
-    Each client keeps its HTTP connections open, so a run of many queries (reconciliation, a sync command)
-    neither rebuilds the keys nor reconnects per call. ``close()``, or leaving a ``with`` block, releases
-    them.
-    A pool belongs to one run: credentials changed meanwhile are picked up by the next pool.
+    Each client keeps its HTTP connections open until ``close()``, or leaving a ``with`` block, releases
+    them. A pool belongs to one run: credentials changed meanwhile are picked up by the next pool. Kept for
+    code written against it; the library itself uses :func:`client`, whose clients live as long as the
+    process and follow changed credentials at once.
     """
 
     def __init__(self) -> None:
@@ -79,7 +89,8 @@ class ClientPool:
         self.close()
 
 
-_shared: dict[tuple[int, bool], tuple[str, GatewayClient]] = {}
+# (merchant pk, in store, own clock?) -> (fingerprint, client)
+_shared: dict[tuple[int, bool, bool], tuple[str, GatewayClient]] = {}
 _shared_lock = threading.Lock()
 
 
@@ -113,21 +124,60 @@ def _fingerprint(merchant: Merchant, instore: bool) -> str:
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def shared_client(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
-    """A process-wide client for ``merchant``, shared by requests and threads, so its connections stay open.
+def client(merchant: Merchant, *, instore: bool = False, clock: Clock | None = None) -> GatewayClient:
+    """The gateway client for ``merchant``'s online (default) or in-store (``instore``) services.
 
-    For the hot path of notifications (every one asks notify_verify): no keys re-parsed, no new TCP or TLS
-    connection per call. Rebuilt as soon as the merchant's keys, sign type, gateway or the timeout settings
-    differ from the ones it was built with. Calls on it are thread-safe (each call has its own deadline).
+    The one way library code gets a client. One per merchant and service family for the whole process,
+    shared by requests and threads, so its connections stay open and its keys are parsed once. Rebuilt as
+    soon as the merchant's keys, sign type, charset, gateway or notify_verify settings, or the timeout
+    settings, differ from the ones it was built with; the client it replaces is closed. Calls on it are
+    thread-safe (each call has its own deadline). Do not close it. Raises AlipayConfigurationError when the
+    merchant lacks a key it needs.
+
+    ``clock`` is the client's idea of now (the file services' "before today" rule, the default
+    ``timestamp``): None or a ``SystemClock`` is the system clock, the client every call shares. A client on
+    another clock (a test's fixed domain clock, passed as ``clock.get_clock()``) uses that clock, and is kept
+    beside the system one: at most one per merchant and service family, replaced when the clock differs.
     """
-    key = (merchant.pk, instore)
+    own_clock = clock is not None and not isinstance(clock, SystemClock)
+    key = (merchant.pk, instore, own_clock)
     fingerprint = _fingerprint(merchant, instore)
+    if own_clock:
+        fingerprint += f":{id(clock)}"
     with _shared_lock:
         entry = _shared.get(key)
         if entry is not None and entry[0] == fingerprint:
             return entry[1]
-    client = client_for(merchant, instore=instore)
+    built = (
+        client_for(merchant, instore=instore, clock=clock)
+        if own_clock
+        else client_for(merchant, instore=instore)
+    )
     with _shared_lock:
-        # A replaced client is left to the garbage collector: another thread may still be using it.
-        _shared[key] = (fingerprint, client)
-    return client
+        entry = _shared.get(key)
+        if entry is not None and entry[0] == fingerprint:
+            kept = entry[1]  # another thread built it meanwhile: keep one
+        else:
+            kept = built
+            _shared[key] = (fingerprint, built)
+    old = None if entry is None or entry[1] is kept else entry[1]
+    if kept is not built:
+        built.close()
+    if old is not None:
+        # A call under way on the old client finishes; its connection is closed when released.
+        old.close()
+    return kept
+
+
+def check_configuration(merchant: Merchant, *, instore: bool = False) -> None:
+    """Raise AlipayConfigurationError unless a client can be made for ``merchant`` (keys present and
+    readable, gateway URL set), without calling the gateway.
+
+    Made by getting :func:`client`: the client it makes is the one the next call uses, not a throwaway.
+    """
+    client(merchant, instore=instore)
+
+
+def shared_client(merchant: Merchant, *, instore: bool = False) -> GatewayClient:
+    """Older name of :func:`client`."""
+    return client(merchant, instore=instore)

@@ -237,7 +237,7 @@ def check_credentials(merchant: Merchant) -> CredentialReport:
         if problem is not None:
             return problem
         url = merchant.resolved_gateway_url()
-        client = gateway.client_for(merchant)
+        client = gateway.client(merchant)
     except AlipayConfigurationError as exc:
         return _fail("configuration", _("The merchant cannot be used as configured: %(why)s") % {"why": exc})
     order = "CREDENTIAL-CHECK-" + secrets.token_hex(6).upper()

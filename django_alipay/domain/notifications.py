@@ -45,7 +45,7 @@ from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, refunds, settlement, trades
+from django_alipay.domain import clock, refunds, rows, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
 from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import (
@@ -412,7 +412,7 @@ def _verify_and_process(
 
     if app_settings.NOTIFY_VERIFY and ask_alipay and earlier is None:
         try:
-            genuine = gateway.shared_client(merchant).notify_verify(
+            genuine = gateway.client(merchant).notify_verify(
                 verified.notify_id or "", deadline=app_settings.NOTIFY_VERIFY_TIMEOUT
             )
         except AlipayError as exc:
@@ -725,21 +725,21 @@ def _process_trade(
     if mismatch:
         return _Result(ProcessingOutcome.IGNORED, NotificationFlag.PARTNER_MISMATCH, mismatch, trade=trade)
     paid_at = verified.get("gmt_payment") or verified.get("alipay_pay_time")
-    change = trades._apply_locked(
+    change = trades.apply_report_locked(
         trade,
         merchant,
-        status=status,
-        amount=params.get("total_fee") or params.get("trans_amount"),
-        currency=params.get("currency"),
-        partner=None,
-        trade_no=params.get("trade_no") or params.get("alipay_trans_id"),
-        paid_at=paid_at if isinstance(paid_at, datetime) else None,
-        buyer_id=params.get("buyer_id") or params.get("alipay_buyer_user_id"),
-        buyer_login=params.get("buyer_email") or params.get("alipay_buyer_login_id"),
-        additional_status=None,
-        payment_type=params.get("payment_type"),
-        raw=dict(params),
-        source="notification",
+        trades.StatusReport(
+            status=status,
+            amount=params.get("total_fee") or params.get("trans_amount"),
+            currency=params.get("currency"),
+            trade_no=params.get("trade_no") or params.get("alipay_trans_id"),
+            paid_at=paid_at if isinstance(paid_at, datetime) else None,
+            buyer_id=params.get("buyer_id") or params.get("alipay_buyer_user_id"),
+            buyer_login=params.get("buyer_email") or params.get("alipay_buyer_login_id"),
+            payment_type=params.get("payment_type"),
+            raw=dict(params),
+            source="notification",
+        ),
     )
     if change.flag:
         return _Result(ProcessingOutcome.IGNORED, NotificationFlag(change.flag), change.message, trade=trade)
@@ -828,7 +828,7 @@ def _refund_amount_problem(refund: Refund, params: Mapping[str, str]) -> tuple[N
         if not text:
             continue
         try:
-            reported = trades._reported_amount(text, refund.currency)
+            reported = trades.reported_amount(text, refund.currency)
         except AlipayError:
             return NotificationFlag.BAD_AMOUNT, f"{name} {text[:32]!r} is not an amount"
         if reported != refund.amount:
@@ -909,7 +909,7 @@ def reprocess(notification: Notification) -> NotificationAnswer:
     )
     fresh.refresh_from_db()
     _update(fresh, flag_info=f"{note}\n{fresh.flag_info}".strip()[:2000])
-    trades._copy_into(notification, fresh)
+    rows.copy_into(notification, fresh)
     return NotificationAnswer(answer.status, answer.body, notification, answer.flag, answer.message)
 
 

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 from django.db.models import Q, QuerySet, Sum
 
-from django_alipay import gateway
 from django_alipay.conf import app_settings
 from django_alipay.domain import clock, refunds, settlement, trades
 from django_alipay.enums import RefundKind, RefundStatus
@@ -198,12 +197,11 @@ def reconcile(
         progress("trade")
 
     trade_ids = _batches(stale_trades(merchant=merchant, age=trade_age), size) if include_trades else iter(())
-    # One gateway client per merchant for the whole run; per batch: one read (merchants joined), the
-    # gateway queries, and one write for all the trades whose answer changed nothing.
-    with gateway.ClientPool() as clients:
-        for ids in trade_ids:
-            batch = Trade.objects.filter(pk__in=ids).select_related("merchant").order_by("pk")
-            trades.sync_trades(batch, clients=clients, on_result=record)
+    # The process's kept gateway client per merchant; per batch: one read (merchants joined), the gateway
+    # queries, and one write for all the trades whose answer changed nothing.
+    for ids in trade_ids:
+        batch = Trade.objects.filter(pk__in=ids).select_related("merchant").order_by("pk")
+        trades.sync_trades(batch, on_result=record)
 
     if not include_refunds:
         report.finished_at = clock.now()

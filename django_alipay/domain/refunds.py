@@ -47,7 +47,7 @@ from django.utils.translation import gettext_noop
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, trades
+from django_alipay.domain import clock, rows, trades
 from django_alipay.domain.errors import (
     IdempotencyConflict,
     RefundAmountExceeded,
@@ -439,7 +439,7 @@ def _create(
 
 
 def _finish(refund: Refund, trade: Trade, locked: Trade) -> Refund:
-    trades._copy_into(trade, locked)
+    rows.copy_into(trade, locked)
     if not connection.in_atomic_block:
         # The default dispatcher already ran on commit: return the refund as it is now.
         refund.refresh_from_db()
@@ -754,7 +754,7 @@ def call_in_flight(refund: Refund) -> float:
 def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
     merchant = Merchant.objects.get(pk=trade.merchant_id)
     online = trade.is_online
-    client = gateway.client_for(merchant, instore=not online)
+    client = gateway.client(merchant, instore=not online)
     if refund.kind == RefundKind.REVERSE:
         if "partner_trans_id" in request:
             return client.spot_reverse(**request)
@@ -882,8 +882,8 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
     if refund.status != RefundStatus.REQUESTED:
         return refund
     trade = Trade.objects.get(pk=refund.trade_id)
-    # The client is built first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
-    gateway.client_for(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
+    # Checked first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
+    gateway.check_configuration(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
     budget = app_settings.REFUND_MAX_WAIT
     partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:
@@ -1035,7 +1035,7 @@ def record_result(
                     status,
                     code or "no code",
                 )
-            trades._copy_into(refund, locked)
+            rows.copy_into(refund, locked)
             return refund
         check_refund_move(locked.gateway_refund_id, previous, event, status)
         locked.status = status
@@ -1068,25 +1068,10 @@ def record_result(
             )
         trade.refresh_from_db()
         if locked.kind == RefundKind.REVERSE and status == RefundStatus.SUCCEEDED:
-            trades._apply_locked(
-                trade,
-                Merchant.objects.get(pk=trade.merchant_id),
-                status=TradeStatus.TRADE_CLOSED.value,
-                amount=None,
-                currency=None,
-                partner=None,
-                trade_no=None,
-                paid_at=None,
-                buyer_id=None,
-                buyer_login=None,
-                additional_status=None,
-                payment_type=None,
-                raw=raw,
-                source="gateway",
-            )
+            trades.close_locked(trade, Merchant.objects.get(pk=trade.merchant_id), raw=raw, source="gateway")
         if status == RefundStatus.SUCCEEDED and previous != status:
             signals.send_on_commit(signals.refund_succeeded, Refund, refund=locked, trade=trade, params=raw)
         elif status == RefundStatus.FAILED and previous != status:
             signals.send_on_commit(signals.refund_failed, Refund, refund=locked, trade=trade, params=raw)
-    trades._copy_into(refund, locked)
+    rows.copy_into(refund, locked)
     return refund

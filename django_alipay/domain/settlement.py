@@ -168,38 +168,38 @@ def _settle(refund: Refund, record: TransactionRecord, report: FileSettlementRep
 def _settle_merchant(group: list[Refund], yesterday: date, report: FileSettlementReport) -> None:
     owner = group[0].merchant
     # The domain's clock decides which days are over (the file of today does not exist yet).
-    with gateway.client_for(owner, clock=clock.get_clock()) as client:
-        days = {refund.pk: refund_file_date(refund) for refund in group}
-        first = max(min(days.values()), yesterday - timedelta(days=FILE_LOOKBACK_DAYS))
-        rows: dict[str, TransactionRecord] = {}
-        fetched = True
-        for start, end in _periods(first, yesterday):
-            try:
-                result = client.forex_compare_file(
-                    start_date=protocol_clock.format_date(start), end_date=protocol_clock.format_date(end)
-                )
-            except AlipayError as exc:
-                fetched = False
-                reason = f"{type(exc).__name__} {exc.code or ''}".strip()
-                report.errors.append(f"{owner.name}: forex_compare_file {start}..{end}: {reason}")
-                continue
-            report.files.append(f"{owner.name}: {start.isoformat()}..{end.isoformat()}")
-            rows.update(_refund_rows(result))
-        for refund in group:
-            record = rows.get(refund.gateway_refund_id)
-            if record is not None:
-                _settle(refund, record, report)
-            elif days[refund.pk] > yesterday or not fetched:
-                report.waiting.append(
-                    f"refund {refund.gateway_refund_id}: waiting for the settlement file of "
-                    f"{days[refund.pk].isoformat()}"
-                )
-            else:
-                report.mismatch(
-                    refund,
-                    f"refund {refund.gateway_refund_id} ({refund.status}) is not listed in the "
-                    f"transaction files from {days[refund.pk].isoformat()} to {yesterday.isoformat()}",
-                )
+    client = gateway.client(owner, clock=clock.get_clock())
+    days = {refund.pk: refund_file_date(refund) for refund in group}
+    first = max(min(days.values()), yesterday - timedelta(days=FILE_LOOKBACK_DAYS))
+    rows: dict[str, TransactionRecord] = {}
+    fetched = True
+    for start, end in _periods(first, yesterday):
+        try:
+            result = client.forex_compare_file(
+                start_date=protocol_clock.format_date(start), end_date=protocol_clock.format_date(end)
+            )
+        except AlipayError as exc:
+            fetched = False
+            reason = f"{type(exc).__name__} {exc.code or ''}".strip()
+            report.errors.append(f"{owner.name}: forex_compare_file {start}..{end}: {reason}")
+            continue
+        report.files.append(f"{owner.name}: {start.isoformat()}..{end.isoformat()}")
+        rows.update(_refund_rows(result))
+    for refund in group:
+        record = rows.get(refund.gateway_refund_id)
+        if record is not None:
+            _settle(refund, record, report)
+        elif days[refund.pk] > yesterday or not fetched:
+            report.waiting.append(
+                f"refund {refund.gateway_refund_id}: waiting for the settlement file of "
+                f"{days[refund.pk].isoformat()}"
+            )
+        else:
+            report.mismatch(
+                refund,
+                f"refund {refund.gateway_refund_id} ({refund.status}) is not listed in the "
+                f"transaction files from {days[refund.pk].isoformat()} to {yesterday.isoformat()}",
+            )
 
 
 def settle_from_files(*, merchant: Merchant | None = None) -> FileSettlementReport:

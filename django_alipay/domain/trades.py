@@ -5,18 +5,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, lifecycle
+from django_alipay.domain import clock, lifecycle, rows
 from django_alipay.domain.errors import TradeNotAllowed
 from django_alipay.enums import NotificationFlag, Product
 from django_alipay.models import Merchant, Trade
@@ -33,10 +33,14 @@ from django_alipay.protocol.errors import (
 
 __all__ = [
     "StatusChange",
+    "StatusReport",
     "TradeStart",
     "TradeSync",
+    "apply_report_locked",
     "apply_status",
+    "close_locked",
     "create_trade",
+    "reported_amount",
     "sync_trade",
     "sync_trades",
 ]
@@ -93,12 +97,6 @@ class StatusChange:
         return self.previous_status != self.status
 
 
-def _copy_into(target: models.Model, source: models.Model) -> None:
-    """Refresh the caller's instance from the locked row, so it never holds a stale status or balance."""
-    for field in source._meta.concrete_fields:
-        setattr(target, field.attname, getattr(source, field.attname))
-
-
 def _amount_of(
     value: Decimal | str, currency: str, *, maximum: Decimal, parameter: str = "amount"
 ) -> Decimal:
@@ -109,8 +107,12 @@ def _amount_of(
     return money.to_amount(value, currency, minimum=money.ONLINE_MIN, maximum=maximum, parameter=parameter)
 
 
-def _reported_amount(value: Decimal | str, currency: str) -> Decimal:
-    """An amount Alipay reported: strict shape, but "100.00" JPY is read as 100 (zeros carry no value)."""
+def reported_amount(value: Decimal | str, currency: str) -> Decimal:
+    """An amount Alipay reported (a trade's or a refund's), in ``currency``.
+
+    Strict shape, but "100.00" JPY is read as 100 (zeros carry no value). Raises AmountError or
+    InvalidParameterError for anything else.
+    """
     if isinstance(value, Decimal):
         return money.to_amount(value, currency, minimum=money.ONLINE_MIN, maximum=money.INSTORE_MAX)
     try:
@@ -284,14 +286,14 @@ def _payment_request(
 
 
 def _start_online(trade: Trade, service: str, request: dict[str, Any]) -> TradeStart:
-    page = gateway.client_for(trade.merchant).call(service, **request)
+    page = gateway.client(trade.merchant).call(service, **request)
     trade.payment_url = page.url
     trade.save(update_fields=["payment_url", "updated_at"])
     return TradeStart(trade=trade, url=page.url, form_html=page.form_html())
 
 
 def _start_spot_pay(trade: Trade, request: dict[str, Any]) -> TradeStart:
-    client = gateway.client_for(trade.merchant, instore=True)
+    client = gateway.client(trade.merchant, instore=True)
     try:
         result = client.spot_pay(**request)
     except (AlipayBusinessError, AlipayGatewayError) as exc:
@@ -348,7 +350,7 @@ def _close_refused(trade: Trade, code: str, description: str) -> None:
 
 
 def _start_precreate(trade: Trade, request: dict[str, Any]) -> TradeStart:
-    client = gateway.client_for(trade.merchant, instore=True)
+    client = gateway.client(trade.merchant, instore=True)
     try:
         result = client.precreate(**request)
     except AlipayError as exc:
@@ -412,45 +414,81 @@ def apply_status(
             merchant = trade.merchant  # loaded with the trade (a batch's select_related): no second read
         else:
             merchant = Merchant.objects.get(pk=locked.merchant_id)
-        result = _apply_locked(
+        result = apply_report_locked(
             locked,
             merchant,
-            status=str(status),
-            amount=amount,
-            currency=currency,
-            partner=partner,
-            trade_no=trade_no,
-            paid_at=paid_at,
-            buyer_id=buyer_id,
-            buyer_login=buyer_login,
-            additional_status=additional_status,
-            payment_type=payment_type,
-            raw=raw,
-            source=source,
+            StatusReport(
+                status=str(status),
+                amount=amount,
+                currency=currency,
+                partner=partner,
+                trade_no=trade_no,
+                paid_at=paid_at,
+                buyer_id=buyer_id,
+                buyer_login=buyer_login,
+                additional_status=additional_status,
+                payment_type=payment_type,
+                raw=raw,
+                source=source,
+            ),
         )
-    _copy_into(trade, locked)
+    rows.copy_into(trade, locked)
     return StatusChange(
         trade, result.previous_status, result.status, result.applied, result.flag, result.message
     )
 
 
-def _apply_locked(
-    trade: Trade,
-    merchant: Merchant,
-    *,
-    status: str,
-    amount: Decimal | str | None,
-    currency: str | None,
-    partner: str | None,
-    trade_no: str | None,
-    paid_at: datetime | None,
-    buyer_id: str | None,
-    buyer_login: str | None,
-    additional_status: str | None,
-    payment_type: str | None,
-    raw: dict[str, str],
-    source: str,
+@dataclass(frozen=True)
+class StatusReport:
+    """What Alipay reported about a trade (a notification, a query answer or a call's answer), to apply.
+
+    Only ``status`` is required; a field left None was not reported and is not checked or filled in.
+    ``raw`` keeps the reported parameters for the audit trail; ``source`` says where the report came from
+    ("notification", "query", "gateway" ...): a notification's parameters are kept on the notification,
+    any other report's in the trade's ``gateway_response``.
+    """
+
+    status: str
+    amount: Decimal | str | None = None
+    currency: str | None = None
+    partner: str | None = None
+    trade_no: str | None = None
+    paid_at: datetime | None = None
+    buyer_id: str | None = None
+    buyer_login: str | None = None
+    additional_status: str | None = None
+    payment_type: str | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+    source: str = "query"
+
+
+def close_locked(
+    trade: Trade, merchant: Merchant, *, raw: dict[str, str], source: str = "gateway"
 ) -> StatusChange:
+    """Close ``trade`` (locked by the caller, inside its transaction) because Alipay said it is closed.
+
+    For a successful reverse/cancel: the same rules as any report (a closed trade stays closed).
+    """
+    return apply_report_locked(
+        trade, merchant, StatusReport(status=TradeStatus.TRADE_CLOSED.value, raw=raw, source=source)
+    )
+
+
+def apply_report_locked(trade: Trade, merchant: Merchant, report: StatusReport) -> StatusChange:
+    """Apply ``report`` to ``trade``, which the caller has locked (SELECT ... FOR UPDATE) in its transaction.
+
+    The rules of :func:`apply_status`, without its lock, transaction and refresh of the caller's instance:
+    for domain code that already holds the trade's row lock (a notification, a reverse's answer).
+    """
+    status, amount, currency, partner = report.status, report.amount, report.currency, report.partner
+    trade_no, paid_at, buyer_id, buyer_login = (
+        report.trade_no,
+        report.paid_at,
+        report.buyer_id,
+        report.buyer_login,
+    )
+    additional_status, payment_type = report.additional_status, report.payment_type
+    raw, source = report.raw, report.source
     try:
         new = TradeStatus(status)
     except ValueError:
@@ -472,7 +510,7 @@ def _apply_locked(
         )
     if amount is not None:
         try:
-            reported = _reported_amount(amount, trade.currency)
+            reported = reported_amount(amount, trade.currency)
         except (AmountError, InvalidParameterError):
             return _refusal(
                 trade,
@@ -561,8 +599,9 @@ def sync_trade(trade: Trade, *, clients: gateway.ClientPool | None = None) -> St
     """Query the trade at the gateway and apply what it says; None when Alipay does not know the trade.
 
     Online trades use single_trade_query, in-store ones alipay.acquire.overseas.query. Gateway errors other
-    than "no such trade" propagate (a retryable one can simply be tried again later). ``clients`` reuses
-    gateway clients (and their connections) across calls.
+    than "no such trade" propagate (a retryable one can simply be tried again later). Every call uses the
+    process's kept client of the merchant (:func:`django_alipay.gateway.client`), or ``clients``'s when a
+    :class:`~django_alipay.gateway.ClientPool` is passed (an older way).
     """
     (result,) = sync_trades([trade], clients=clients)
     if result.error is not None:
@@ -582,16 +621,16 @@ def sync_trades(
     once. An answer that only repeats what the trade already says is written for the whole batch in one
     UPDATE at the end, and only to rows whose status has not moved meanwhile, so checking many unchanged
     trades costs a query per batch rather than several per trade. Load the trades with
-    ``select_related("merchant")``; gateway errors are returned in ``error``, never raised.
+    ``select_related("merchant")``; gateway errors are returned in ``error``, never raised. The queries go
+    through the process's kept client of each merchant, or ``clients``'s when a pool is passed.
     """
-    pool = clients if clients is not None else gateway.ClientPool()
     results: list[TradeSync] = []
     repeats: list[Trade] = []
     unknown: list[int] = []
     try:
         for trade in batch:
             try:
-                report = _query(trade, pool)
+                report = _query(trade, clients)
             except AlipayError as exc:
                 result = TradeSync(trade, error=exc)
             else:
@@ -609,16 +648,17 @@ def sync_trades(
                 on_result(result)
     finally:
         _touch(repeats, unknown)
-        if clients is None:
-            pool.close()
     return results
 
 
-def _query(trade: Trade, pool: gateway.ClientPool) -> dict[str, Any] | None:
+def _query(trade: Trade, pool: gateway.ClientPool | None) -> dict[str, Any] | None:
     """The gateway's report on ``trade`` as :func:`apply_status` arguments; None for "no such trade"."""
     merchant = trade.merchant
     online = trade.is_online
-    client = pool.client(merchant, instore=not online)
+    if pool is None:
+        client = gateway.client(merchant, instore=not online)
+    else:
+        client = pool.client(merchant, instore=not online)
     result: Any
     try:
         if online:
@@ -678,7 +718,7 @@ def _is_repeat(trade: Trade, report: Mapping[str, Any]) -> bool:
     amount = report.get("amount")
     if amount is not None:
         try:
-            if _reported_amount(amount, trade.currency) != trade.amount:
+            if reported_amount(amount, trade.currency) != trade.amount:
                 return False
         except (AmountError, InvalidParameterError):
             return False

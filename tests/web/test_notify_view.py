@@ -150,7 +150,7 @@ def test_the_audit_row_survives_an_error_while_processing(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the shop's code broke")
 
-    monkeypatch.setattr("django_alipay.domain.trades._apply_locked", broken)
+    monkeypatch.setattr("django_alipay.domain.trades.apply_report_locked", broken)
     params = params_for(unpaid)
     response = post(Client(enforce_csrf_checks=True), merchant, md5_body(params))
 

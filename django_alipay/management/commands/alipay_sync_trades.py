@@ -10,7 +10,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from django_alipay import gateway
 from django_alipay.domain import trades
 from django_alipay.exceptions import AlipayConfigurationError
 from django_alipay.management.commands._shared import find_merchant, plural, trade_words
@@ -103,11 +102,10 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Asking Alipay about {plural(len(found), 'order')}{where}...")
         updated = unchanged = unknown = flagged = failed = 0
-        clients = gateway.ClientPool()  # one client, and its connections, per merchant for the whole run
         for trade in found:
             before = trade.status
             try:
-                change = trades.sync_trade(trade, clients=clients)
+                change = trades.sync_trade(trade)
             except (AlipayError, AlipayConfigurationError) as exc:
                 failed += 1
                 reason = _reason(exc) if isinstance(exc, AlipayError) else str(exc)
@@ -135,7 +133,6 @@ class Command(BaseCommand):
                 unchanged += 1
                 self.stdout.write(f"  {trade.out_trade_no}  unchanged: {trade_words(trade.status)}")
 
-        clients.close()
         parts = [
             f"{updated} updated",
             f"{unchanged} unchanged",
