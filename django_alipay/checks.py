@@ -30,6 +30,7 @@ django_alipay.W011          database An active merchant talks to the emulator wh
 django_alipay.W012          deploy   ``NOTIFY_URL_BASE`` is not https while ``DEBUG`` is False.
 django_alipay.E020          config   ``CELERY_ENABLED`` is True but Celery cannot be imported.
 django_alipay.E021          config   ``API_ENABLED`` is True but DRF is missing or not in INSTALLED_APPS.
+django_alipay.W013          config   'rest_framework' is installed but ``API_ENABLED`` is not set: no API.
 django_alipay.E022          config   ``REFUND_DISPATCHER`` cannot be imported or is not callable.
 ==========================  =======  =====================================================================
 """
@@ -172,6 +173,22 @@ def check_optional_parts(app_configs: Sequence[Any] | None = None, **kwargs: Any
                 "is not in INSTALLED_APPS (the browsable API cannot render its pages).",
                 hint="Add 'rest_framework' to INSTALLED_APPS.",
                 id=_id("E021"),
+            )
+        )
+    configured = getattr(settings, SETTING_NAME, None)
+    if (
+        isinstance(configured, dict)
+        and "API_ENABLED" not in configured
+        and apps.is_installed("rest_framework")
+    ):
+        # The API used to be mounted whenever DRF could be imported: an upgrade must not lose it silently.
+        messages.append(
+            Warning(
+                "'rest_framework' is in INSTALLED_APPS but ALIPAY has no 'API_ENABLED': django_alipay.urls "
+                "does not mount the REST API.",
+                hint="Set ALIPAY['API_ENABLED'] = True to serve the API at api/ (it was mounted by default "
+                "before), or False if you do not use it.",
+                id=_id("W013"),
             )
         )
     problem = app_settings.problem("REFUND_DISPATCHER")

@@ -149,6 +149,23 @@ def test_e021_says_rest_framework_is_missing_from_installed_apps_when_it_is_inst
     assert message.hint == "Add 'rest_framework' to INSTALLED_APPS."
 
 
+def test_a_shop_with_rest_framework_that_never_set_api_enabled_is_told_its_api_is_not_mounted(
+    settings: Any,
+) -> None:
+    apps = [*settings.INSTALLED_APPS, "rest_framework"]
+    without_key = {k: v for k, v in settings.ALIPAY.items() if k != "API_ENABLED"}
+    with override_settings(INSTALLED_APPS=apps, ALIPAY=without_key):
+        (message,) = check_optional_parts()
+    assert message.id == "django_alipay.W013"
+    assert "does not mount the REST API" in message.msg
+    assert "API_ENABLED'] = True" in (message.hint or "")
+    for choice in (True, False):
+        with override_settings(INSTALLED_APPS=apps, ALIPAY={**without_key, "API_ENABLED": choice}):
+            assert check_optional_parts() == []
+    with override_settings(ALIPAY=without_key):  # no DRF in the project: nothing to say
+        assert check_optional_parts() == []
+
+
 def test_e021_says_rest_framework_is_not_installed_when_it_cannot_be_imported(
     settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
