@@ -62,7 +62,7 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATABAS
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "shop_urls"
 STATIC_URL = "/static/"
-ALIPAY = {"FERNET_KEYS": ["Pfb9ofqBIaATt0WUh3VQZz7Wk7q2n2aBoXCvtp0Jm8Q="]}
+ALIPAY = {"FERNET_KEYS": ["Pfb9ofqBIaATt0WUh3VQZz7Wk7q2n2aBoXCvtp0Jm8Q="], "API_ENABLED": True}
 ALIPAY_EMULATOR_ALLOW = True
 ALIPAY_EMULATOR_UNSAFE_WITHOUT_DEBUG = True
 """
