@@ -214,11 +214,8 @@ def clock_hint(refund: Refund) -> str:
     skew = refund_domain.clock_skew_of(refund)
     if skew is None:
         return ""
-    seconds = abs(int(skew.total_seconds()))
-    difference = _("%(hours)d h %(minutes)02d min") % {
-        "hours": seconds // 3600,
-        "minutes": seconds % 3600 // 60,
-    }
+    minutes = round(abs(skew.total_seconds()) / 60)  # the Date header has whole seconds: round, not cut
+    difference = _("%(hours)d h %(minutes)02d min") % {"hours": minutes // 60, "minutes": minutes % 60}
     values = {"difference": difference, "minutes": int(TIMESTAMP_VALIDITY.total_seconds() // 60)}
     if skew > timedelta(0):
         text = (

@@ -383,3 +383,38 @@ def test_a_second_reverse_from_another_tab_says_already_reversed(
     row = other_tab.locator("#result_list tbody tr", has_text=order)
     assert "Reversed" in row.inner_text()  # not just "Closed", like an order never paid
     assert "Closed" not in row.inner_text()
+
+
+def test_a_reversal_refused_because_only_the_emulator_clock_moved_says_which_clock_to_set(
+    page: Any, screenshot: Any, live_server: Any, emulator: str, shop: Merchant, cashier: User
+) -> None:
+    # Paid at real time; then only the emulator's clock is moved a day on, as a developer does on its
+    # console. The shop still says "today", so the admin offers the reversal; the gateway refuses its
+    # timestamp, and the owner must be told why, not left with a bare ILLEGAL_ARGUMENT.
+    order = "POS-" + uuid.uuid4().hex[:8].upper()
+    start = trades.create_trade(
+        shop,
+        out_trade_no=order,
+        amount="18.00",
+        currency="USD",
+        subject="Jasmine, 100 g",
+        product="barcode",
+        buyer_identity_code=SLOW_BUYER_BARCODE,
+    )
+    control(emulator, "pay", partner=shop.partner, partner_trans_id=order)
+    assert deliver_notifications(emulator, order)
+    control(emulator, "clock", advance=24 * 3600)
+    try:
+        log_in(page, live_server, cashier)
+        page.goto(f"{live_server.url}/admin/django_alipay/trade/{start.trade.pk}/reverse/")
+        page.click("#alipay-submit-reverse")
+        page.wait_for_selector("ul.messagelist")
+        [message] = messages_on(page)
+        screenshot("16-reverse-refused-clock-moved")
+    finally:
+        control(emulator, "clock", now="real")
+    assert "ILLEGAL_ARGUMENT" in message
+    assert "Alipay's clock is 24 h 00 min ahead of this server's" in message
+    assert "set it back to real time on the emulator's console" in message
+    start.trade.refresh_from_db()
+    assert start.trade.status == "TRADE_SUCCESS"  # nothing was reversed
