@@ -12,6 +12,7 @@ injection into the emulator the test uses, cleared afterwards).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,53 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "alipay_clock(when): where the alipay_clock fixture starts, e.g. '2024-03-01 23:59:59' (Beijing).",
     )
+
+
+def _refunds_module() -> Any:
+    """django_alipay's refunds module when this run has Django set up with the app, else None.
+
+    Imports nothing of Django itself: a run that has not loaded Django is left as it is.
+    """
+    if "django.apps" not in sys.modules:
+        return None
+    try:
+        from django.apps import apps
+        from django.conf import settings
+
+        if not settings.configured or not apps.ready or not apps.is_installed("django_alipay"):
+            return None
+        from django_alipay.domain import refunds
+    except Exception:  # no Django, or a project without the app: nothing to do
+        return None
+    return refunds
+
+
+def blackout_only_on_a_fixed_clock() -> bool:
+    """The asynchronous-refund window (00:00-01:30 Beijing) applies only while a test has fixed the clock."""
+    from django_alipay.domain import clock
+    from django_alipay.protocol.clock import SystemClock
+
+    return not isinstance(clock.get_clock(), SystemClock)
+
+
+@pytest.fixture(autouse=True)
+def _alipay_refunds_sync_on_the_real_clock() -> Iterator[None]:
+    """A test on the real clock sends refunds synchronously whatever the time of day.
+
+    Alipay does not execute synchronous refunds between 00:00 and 01:30 Beijing time, so the library sends
+    them asynchronously then; a suite that happens to run in that window would otherwise see different
+    results from the rest of the day. A test about the window fixes the clock (``alipay_clock``).
+    """
+    refunds = _refunds_module()
+    if refunds is None:
+        yield
+        return
+    previous = refunds.blackout_applies
+    refunds.blackout_applies = blackout_only_on_a_fixed_clock
+    try:
+        yield
+    finally:
+        refunds.blackout_applies = previous
 
 
 def _start(options: dict[str, Any]) -> EmulatorProcess:
