@@ -35,6 +35,7 @@ from django_alipay.admin.common import (
     json_block,
     local_text,
     money_text,
+    nowrap,
     refund_message,
     report_rows,
     shows_two_zones,
@@ -271,7 +272,7 @@ class TradeAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("Order number"), ordering="out_trade_no")
     def order(self, obj: Trade) -> SafeString:
-        return format_html('<span style="white-space:nowrap">{}</span>', obj.out_trade_no)
+        return nowrap(obj.out_trade_no)
 
     @admin.display(description=gettext_lazy("Merchant"), ordering="merchant__name")
     def merchant_name(self, obj: Trade) -> str:
@@ -285,7 +286,7 @@ class TradeAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("Amount"), ordering="amount")
     def amount_text(self, obj: Trade) -> SafeString:
-        return format_html('<span style="white-space:nowrap">{}</span>', money_text(obj.amount, obj.currency))
+        return nowrap(money_text(obj.amount, obj.currency))
 
     @admin.display(description=gettext_lazy("Product"), ordering="product")
     def product_short(self, obj: Trade) -> str:
@@ -304,12 +305,12 @@ class TradeAdmin(MerchantScopedAdmin, ReadOnlyAdmin):
                 pending,
                 _("pending"),
             )
-        return format_html('<span style="white-space:nowrap">{}</span>', text)
+        return nowrap(text)
 
     @admin.display(description=gettext_lazy("Paid (Beijing)"), ordering="paid_at")
     def paid_beijing(self, obj: Trade) -> SafeString:
         # Minutes are enough in a list; the trade's page shows the seconds and the shop's own time.
-        return format_html('<span style="white-space:nowrap">{}</span>', beijing_text(obj.paid_at)[:16])
+        return nowrap(beijing_text(obj.paid_at)[:16])
 
     @admin.display(description=gettext_lazy("Created"))
     def created_both(self, obj: Trade) -> SafeString:
