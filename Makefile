@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
 .PHONY: test quick lint type pytest lowest venv bench bench-deps bench-signing bench-reconciliation bench-ingestion \
-	bench-refunds loadtest chaos clean demo core messages fuzz
+	bench-refunds bench-fanout loadtest chaos clean demo core messages fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,9 @@ bench-ingestion: bench-deps
 
 bench-refunds: bench-deps
 	scripts/with-services $(BIN)/python benchmarks/bench_refunds.py $(BENCH_ARGS)
+
+bench-fanout: venv
+	scripts/with-services $(BIN)/python benchmarks/bench_fanout.py $(BENCH_ARGS)
 
 # Locust against the example shop under gunicorn, PostgreSQL, Redis and a Celery worker; writes
 # artifacts/loadtest/report.md. LOADTEST_ARGS="--duration 10 --spike 3" for a short run.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError
@@ -30,7 +31,8 @@ from django_alipay.models import Merchant, Notification, Refund, Trade
 from django_alipay.protocol.errors import AlipayError
 
 try:
-    from celery import shared_task
+    from celery import chord, group, shared_task
+    from celery.backends.base import DisabledBackend
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise AlipayConfigurationError(
         "django_alipay.tasks needs Celery: pip install celery, or leave ALIPAY['CELERY_ENABLED'] False and "
@@ -42,10 +44,13 @@ __all__ = [
     "dispatch_refund",
     "process_notification",
     "reconcile_open_trades",
+    "reconcile_open_trades_in_batches",
+    "reconcile_trade_range",
     "reconcile_unknown_refunds",
     "settle_refunds_from_files",
     "submit_refund",
     "submit_reverse",
+    "summarize_reconciliation",
     "sweep_stranded_refunds",
     "sync_trade",
 ]
@@ -347,6 +352,104 @@ def reconcile_open_trades(self: Any, merchant_id: int | None = None) -> dict[str
         "mismatches": len(report.mismatches),
         "errors": len(report.errors),
     }
+
+
+#: Open trades per batch task of :func:`reconcile_open_trades_in_batches` (each queried in batches of
+#: ``RECONCILE_BATCH_SIZE``): a thousand batches for a million trades.
+TRADES_PER_TASK = 1000
+
+
+@shared_task(name="django_alipay.tasks.reconcile_open_trades_in_batches", bind=True, acks_late=True)
+def reconcile_open_trades_in_batches(
+    self: Any,
+    merchant_id: int | None = None,
+    trade_age: float | None = None,
+    trades_per_task: int | None = None,
+) -> dict[str, Any]:
+    """What :func:`reconcile_open_trades` does, spread over every worker: the open trades are cut into key
+    ranges of ``trades_per_task`` (default ``TRADES_PER_TASK``), one :func:`reconcile_trade_range` task each.
+
+    With a result backend the batches run as a chord whose callback, :func:`summarize_reconciliation`,
+    logs and returns the run's counts once every batch has ended; without one they run as a group and each
+    batch logs its own counts. Returns the plan: batches, trades, ``as_of`` and the summary task's id.
+    """
+    merchant = _merchant(merchant_id)
+    size = int(trades_per_task or TRADES_PER_TASK)
+    plan = reconciliation.plan_trade_ranges(merchant=merchant, age=trade_age, size=size)
+    as_of = plan.as_of.isoformat()
+    batches = [
+        reconcile_trade_range.si(part.after, part.through, as_of, merchant_id, trade_age)
+        for part in plan.ranges
+    ]
+    planned = {"batches": len(batches), "trades": plan.trades, "as_of": as_of}
+    logger.info("reconciliation: %s open trades in %s batches", plan.trades, len(batches))
+    if not batches:
+        return {**planned, "summary": summarize_reconciliation([], as_of)}
+    if isinstance(self.app.backend, DisabledBackend):
+        group(batches).apply_async()
+        return {**planned, "summary_task": None}
+    result = chord(batches)(summarize_reconciliation.s(as_of))
+    return {**planned, "summary_task": result.id}
+
+
+@shared_task(name="django_alipay.tasks.reconcile_trade_range", **_FOLLOW_UP_OPTIONS)
+def reconcile_trade_range(
+    self: Any,
+    after: int,
+    through: int,
+    as_of: str,
+    merchant_id: int | None = None,
+    trade_age: float | None = None,
+) -> dict[str, Any]:
+    """One batch of :func:`reconcile_open_trades_in_batches`: the open trades with ``after`` < id <=
+    ``through``, their ages counted from the run's ``as_of`` (ISO 8601).
+
+    Idempotent (see :func:`~django_alipay.domain.reconciliation.reconcile_trade_range`): a redelivered or
+    retried batch asks only about the trades the first run did not finish. An unexpected error (the
+    database gone) retries the batch with backoff; once the retries are spent it ends as a failed batch,
+    counted in the summary, and the next run takes its trades.
+    """
+    part: dict[str, Any] = {"after": after, "through": through, "batches": 1}
+    try:
+        report = reconciliation.reconcile_trade_range(
+            after,
+            through,
+            as_of=datetime.fromisoformat(as_of),
+            merchant=_merchant(merchant_id),
+            age=trade_age,
+        )
+    except Exception:
+        what = f"reconciliation of trades {after + 1}-{through}"
+        logger.warning("%s failed", what, exc_info=True)
+        if not _is_eager(self):
+            _retry(self, _backoff_for(self, self.request.retries), what)
+        return {**part, "failed_batches": 1}
+    for mismatch in report.mismatches:
+        logger.error("reconciliation: %s %s: %s", mismatch.kind, mismatch.out_trade_no, mismatch.message)
+    for error in report.errors:
+        logger.warning("reconciliation could not ask Alipay: %s", error)
+    return {
+        **part,
+        "trades_checked": report.trades_checked,
+        "trades_changed": report.trades_changed,
+        "mismatches": len(report.mismatches),
+        "errors": len(report.errors),
+    }
+
+
+@shared_task(name="django_alipay.tasks.summarize_reconciliation", bind=True, acks_late=True)
+def summarize_reconciliation(self: Any, parts: list[dict[str, Any]], as_of: str) -> dict[str, Any]:
+    """The chord callback of :func:`reconcile_open_trades_in_batches`: add up its batches' counts, log them
+    (``django_alipay.tasks``) and return them (kept by the result backend under the chord's id)."""
+    summary = {**reconciliation.add_up(parts), "as_of": as_of}
+    trouble = summary["failed_batches"] or summary["errors"] or summary["mismatches"]
+    logger.log(
+        logging.WARNING if trouble else logging.INFO,
+        "reconciliation of the open trades as of %s finished: %s",
+        as_of,
+        ", ".join(f"{name} {summary[name]}" for name in reconciliation.SUMMARY_COUNTS),
+    )
+    return summary
 
 
 @shared_task(name="django_alipay.tasks.reconcile_unknown_refunds", bind=True, acks_late=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Q, QuerySet, Sum
 
@@ -20,9 +21,14 @@ __all__ = [
     "Change",
     "Mismatch",
     "ReconciliationReport",
+    "TradePlan",
+    "TradeRange",
+    "add_up",
     "check_balances",
     "pending_refunds",
+    "plan_trade_ranges",
     "reconcile",
+    "reconcile_trade_range",
     "stale_trades",
     "stranded_refunds",
 ]
@@ -86,9 +92,15 @@ def _batches(queryset: QuerySet[Trade] | QuerySet[Refund], size: int) -> Iterato
         last = ids[-1]
 
 
-def stale_trades(*, merchant: Merchant | None = None, age: float | None = None) -> QuerySet[Trade]:
-    """Unpaid trades older than ``age`` seconds (default ``RECONCILE_TRADE_AGE``), not queried since."""
-    now = clock.now()
+def stale_trades(
+    *, merchant: Merchant | None = None, age: float | None = None, as_of: datetime | None = None
+) -> QuerySet[Trade]:
+    """Unpaid trades older than ``age`` seconds (default ``RECONCILE_TRADE_AGE``), not queried since.
+
+    ``as_of`` is the moment the ages are counted from (default: now); the batches of one fanned-out run all
+    count from the moment the run was planned, so that they agree on which trades are stale.
+    """
+    now = clock.now() if as_of is None else as_of
     cutoff = now - timedelta(seconds=app_settings.RECONCILE_TRADE_AGE if age is None else float(age))
     oldest = now - timedelta(days=app_settings.RECONCILE_MAX_AGE_DAYS)
     queryset = Trade.objects.filter(
@@ -196,12 +208,8 @@ def reconcile(
         _record_sync(result, report)
         progress("trade")
 
-    trade_ids = _batches(stale_trades(merchant=merchant, age=trade_age), size) if include_trades else iter(())
-    # The process's kept gateway client per merchant; per batch: one read (merchants joined), the gateway
-    # queries, and one write for all the trades whose answer changed nothing.
-    for ids in trade_ids:
-        batch = Trade.objects.filter(pk__in=ids).select_related("merchant").order_by("pk")
-        trades.sync_trades(batch, on_result=record)
+    if include_trades:
+        _sync_stale(stale_trades(merchant=merchant, age=trade_age), size, record)
 
     if not include_refunds:
         report.finished_at = clock.now()
@@ -217,6 +225,122 @@ def reconcile(
     report.mismatches.extend(check_balances(merchant=merchant))
     report.finished_at = clock.now()
     return report
+
+
+def _sync_stale(queryset: QuerySet[Trade], size: int, record: Callable[[trades.TradeSync], None]) -> None:
+    """Query the trades of ``queryset`` in batches of ``size`` and hand each result to ``record``."""
+    # The process's kept gateway client per merchant; per batch: one read (merchants joined), the gateway
+    # queries, and one write for all the trades whose answer changed nothing.
+    for ids in _batches(queryset, size):
+        batch = Trade.objects.filter(pk__in=ids).select_related("merchant").order_by("pk")
+        trades.sync_trades(batch, on_result=record)
+
+
+# --- one run spread over many workers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TradeRange:
+    """The stale trades whose primary key is above ``after`` and at most ``through``: one batch of a run."""
+
+    after: int
+    through: int
+
+
+@dataclass(frozen=True)
+class TradePlan:
+    """The open trades of one run, cut into key ranges that cover each of them exactly once.
+
+    ``as_of`` is the moment the run counts trade ages from; every batch passes it to
+    :func:`reconcile_trade_range`. ``trades`` is how many were stale when the plan was made.
+    """
+
+    as_of: datetime
+    ranges: list[TradeRange]
+    trades: int
+
+
+def plan_trade_ranges(
+    *,
+    merchant: Merchant | None = None,
+    age: float | None = None,
+    size: int,
+    as_of: datetime | None = None,
+) -> TradePlan:
+    """Cut the stale trades (as :func:`stale_trades` finds them at ``as_of``, default now) into ranges of
+    ``size`` trades each (the last one fewer), by primary key.
+
+    Ranges, not lists of ids: a task message stays two numbers long however many trades it stands for. The
+    ranges touch end to end, so a trade is in exactly one; the last one ends at the highest stale key at
+    planning time, so trades created during the run are left to the next run (they are not stale yet
+    anyway). One query per range finds its upper end, by walking the primary key index.
+    """
+    if size < 1:
+        raise ValueError(f"a range holds at least one trade, not {size}")
+    as_of = clock.now() if as_of is None else as_of
+    stale = stale_trades(merchant=merchant, age=age, as_of=as_of).order_by("pk").values_list("pk", flat=True)
+    ranges: list[TradeRange] = []
+    counted = 0
+    after = 0
+    while True:
+        end = next(iter(stale.filter(pk__gt=after)[size - 1 : size]), None)
+        if end is not None:
+            ranges.append(TradeRange(after, end))
+            counted += size
+            after = end
+            continue
+        rest = list(stale.filter(pk__gt=after))
+        if rest:
+            ranges.append(TradeRange(after, rest[-1]))
+            counted += len(rest)
+        return TradePlan(as_of, ranges, counted)
+
+
+def reconcile_trade_range(
+    after: int,
+    through: int,
+    *,
+    as_of: datetime,
+    merchant: Merchant | None = None,
+    age: float | None = None,
+    batch_size: int | None = None,
+) -> ReconciliationReport:
+    """Query the stale trades with ``after`` < primary key <= ``through`` and apply the answers, as
+    :func:`reconcile` does for its trades; ``as_of`` is the run's :attr:`TradePlan.as_of`.
+
+    Safe to run again, whole or after dying halfway: a trade whose answer was recorded at or after
+    ``as_of`` was handled by this run already and is skipped, and applying an answer only ever moves a
+    trade forward. Only the trades whose query failed (listed in ``errors``) are asked again.
+    """
+    size = int(batch_size or app_settings.RECONCILE_BATCH_SIZE)
+    report = ReconciliationReport(started_at=clock.now())
+
+    def record(result: trades.TradeSync) -> None:
+        report.trades_checked += 1
+        _record_sync(result, report)
+
+    queryset = (
+        stale_trades(merchant=merchant, age=age, as_of=as_of)
+        .filter(pk__gt=after, pk__lte=through)
+        .exclude(last_synced_at__gte=as_of)
+    )
+    _sync_stale(queryset, size, record)
+    report.finished_at = clock.now()
+    return report
+
+
+#: The counts :func:`add_up` adds, in the order a summary lists them.
+SUMMARY_COUNTS = ("batches", "failed_batches", "trades_checked", "trades_changed", "mismatches", "errors")
+
+
+def add_up(parts: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """The summary of a fanned-out run: the counts of each batch's summary (see :data:`SUMMARY_COUNTS`),
+    added up; a missing count counts 0, anything else in a part is ignored."""
+    total = dict.fromkeys(SUMMARY_COUNTS, 0)
+    for part in parts:
+        for name in SUMMARY_COUNTS:
+            total[name] += int(part.get(name, 0) or 0)
+    return total
 
 
 def _settle_from_files(merchant: Merchant | None, report: ReconciliationReport) -> None:
