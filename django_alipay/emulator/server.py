@@ -206,9 +206,15 @@ def _run(args: argparse.Namespace, db_path: Path) -> int:
             environ[SOCKET_ENVIRON_KEY] = self.connection
             return environ
 
+    class Server(ThreadedWSGIServer):
+        """Django's threaded server with a listen queue for bursts: its own holds 10 pending connections, and
+        a shop refunding from 50 threads at once saw the kernel drop the rest (connection resets)."""
+
+        request_queue_size = 1024
+
     ipv6 = ":" in args.host
     try:
-        server = ThreadedWSGIServer((args.host, args.port), Handler, ipv6=ipv6)
+        server = Server((args.host, args.port), Handler, ipv6=ipv6)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import select
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +110,38 @@ def test_help_lists_the_options() -> None:
         "--time-scale",
     ):
         assert option in result.stdout
+
+
+def test_a_burst_of_connections_waits_in_the_listen_queue_instead_of_being_dropped(tmp_path: Path) -> None:
+    """Django's development server listens with a queue of 10 pending connections; a burst of refunds from
+    50 threads overflowed it, the kernel dropped the rest and clients saw resets. While the emulator is
+    frozen (SIGSTOP: nothing is accepted), the kernel must still complete at least 64 connections."""
+    emu = EmulatorProcess(tmp_path).start()
+    assert emu.process is not None
+    port = int(emu.gateway.split(":")[2].split("/")[0])
+    sockets: list[socket.socket] = []
+    os.kill(emu.process.pid, signal.SIGSTOP)
+    try:
+        for _ in range(64):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            sockets.append(sock)
+        deadline = time.monotonic() + 3.0
+        waiting = list(sockets)
+        while waiting and time.monotonic() < deadline:
+            _, writable, _ = select.select([], waiting, [], max(0.0, deadline - time.monotonic()))
+            waiting = [sock for sock in waiting if sock not in writable]
+        connected = [
+            sock
+            for sock in sockets
+            if sock not in waiting and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        ]
+        assert len(connected) == 64, (
+            f"{len(connected)} of 64 connections completed while the emulator was busy"
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+        os.kill(emu.process.pid, signal.SIGCONT)
+        assert emu.stop() == 0
