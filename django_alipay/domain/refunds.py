@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q, Value
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -732,6 +732,17 @@ def _database_now() -> datetime:
     return timezone.now()
 
 
+def _database_clock_in_sql(plus: float = 0.0) -> Any:
+    """The database server's wall clock (plus ``plus`` seconds) inside the statement that uses it, on
+    PostgreSQL (no separate read); None elsewhere, where :func:`_database_now` is read instead."""
+    if connection.vendor != "postgresql":
+        return None
+    now = Func(function="clock_timestamp", output_field=DateTimeField())
+    if not plus:
+        return now
+    return ExpressionWrapper(now + Value(timedelta(seconds=plus)), output_field=DateTimeField())
+
+
 @dataclass(frozen=True)
 class _Slot:
     """A refund call's turn at one partner, taken by :func:`_take_send_slot`; given back when it answers."""
@@ -764,11 +775,19 @@ def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) 
     gap = spacing + SPACING_MARGIN
     window = _call_window()
     waited = 0.0
-    RefundSlot.objects.bulk_create([RefundSlot(partner=partner)], ignore_conflicts=True)
+    clock_now = _database_clock_in_sql()
     while True:
         with transaction.atomic():
-            slot = RefundSlot.objects.select_for_update().get(partner=partner)
-            current = _database_now()
+            rows = RefundSlot.objects.select_for_update().filter(partner=partner)
+            # The database's clock read with the row; if the lock was waited for, possibly a little before
+            # the wait, which only makes the remaining time look longer (never a shorter gap).
+            found = rows.annotate(database_now=clock_now).first() if clock_now is not None else rows.first()
+            if found is None:
+                # The partner's first refund call: its row, then the lock again (another caller may race).
+                RefundSlot.objects.bulk_create([RefundSlot(partner=partner)], ignore_conflicts=True)
+                continue
+            slot = found
+            current = getattr(slot, "database_now", None) or _database_now()
             blocked_until, poll, longest = slot.next_call_at, False, gap
             if slot.in_flight_until is not None and slot.in_flight_until - current <= timedelta(
                 seconds=window
@@ -782,8 +801,10 @@ def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) 
                 remaining = 0.0  # written before the database clock was set back
             if remaining <= 0:
                 claim = secrets.token_hex(16)
+                until = _database_clock_in_sql(window)  # the clock now, after the lock, on PostgreSQL
                 RefundSlot.objects.filter(pk=slot.pk).update(
-                    in_flight_until=current + timedelta(seconds=window), claim=claim
+                    in_flight_until=until if until is not None else current + timedelta(seconds=window),
+                    claim=claim,
                 )
                 return _Slot(partner, claim)
         if poll:
@@ -817,9 +838,11 @@ def _release_send_slot(slot: _Slot | None) -> None:
     if slot is None:
         return
     gap = app_settings.REFUND_SPACING + SPACING_MARGIN
+    # Computed by the database in the statement on PostgreSQL: no separate read of its clock.
+    after = _database_clock_in_sql(gap)
+    if after is None:
+        after = _database_now() + timedelta(seconds=gap)
     with transaction.atomic():
-        current = _database_now()
-        after = current + timedelta(seconds=gap)
         ours = RefundSlot.objects.filter(partner=slot.partner, claim=slot.claim)
         if not ours.update(in_flight_until=None, claim="", next_call_at=after):
             # Past our deadline another call took the turn: keep the later of the two limits.

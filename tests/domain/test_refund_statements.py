@@ -11,18 +11,20 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_alipay import signals
 from django_alipay.domain import refunds
 from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import RefundStatus
-from django_alipay.models import Refund, Trade
+from django_alipay.models import Refund, RefundSlot, Trade
 from tests.domain.fakegateway import FakeGateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql")]
@@ -196,3 +198,25 @@ def test_recording_an_answer_locks_the_trade_before_the_refund_as_every_other_pa
         prober.close()
     assert failures == []
     assert Refund.objects.get(pk=refund.pk).status == RefundStatus.SUCCEEDED
+
+
+def test_with_alipays_spacing_a_refund_takes_at_most_three_more_statements_for_its_send_slot(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, merchant: Any, settings: Any
+) -> None:
+    """The partner's send slot (REFUND_SPACING, the default 3 s) costs one locked read that also reads the
+    database's clock, one write to take it, and one write, on the database's clock, to give it back."""
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_SPACING": 3}
+    # The partner's slot as a call long past left it: free now, nothing to wait for.
+    RefundSlot.objects.create(partner=merchant.partner, next_call_at=timezone.now() - timedelta(hours=1))
+    trade = make_trade()
+    with CaptureQueriesContext(connection) as captured:
+        refund = refunds.request_refund(trade, Decimal("10.00"), idempotency_key="k-spaced")
+
+    sql = statements(captured)
+    assert len(sql) <= SENT_AT_ONCE_MAX + 3, listing(sql)
+    assert refund.status == RefundStatus.SUCCEEDED
+    slot = RefundSlot.objects.get(partner=merchant.partner)
+    # Given back: nothing in flight, and the next call not before the spacing from the answer.
+    assert (slot.in_flight_until, slot.claim) == (None, "")
+    assert slot.next_call_at is not None
+    assert slot.next_call_at > refund.answered_at + timedelta(seconds=2.5)
