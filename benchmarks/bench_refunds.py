@@ -4,6 +4,7 @@ Run from the repository root (a throwaway PostgreSQL comes from scripts/with-ser
 
     scripts/with-services .venv/bin/python benchmarks/bench_refunds.py
     scripts/with-services .venv/bin/python benchmarks/bench_refunds.py --rounds 3 --no-domain   # quicker
+    scripts/with-services .venv/bin/python benchmarks/bench_refunds.py --rounds 0   # the floor only
 
 Two scenarios, each a burst of ``--requests`` (50) refund requests released at once:
 
@@ -35,6 +36,11 @@ Idempotency-Key got the same refund; for every trade refunded + pending ≤ paid
 of its refunds, and (one trade) the ledger refused only when less than one more refund was left; sent
 refunds SUCCEEDED and the emulator's own ledger (refunded amount, refund rows) equals ours; queued refunds
 are REQUESTED and the emulator saw none. Exits 1 when a check fails.
+
+Then the floor (``--latency``, 200 each way; 0 skips it): uncontended refunds one at a time, alternating
+``request_refund()`` sent at once with a minimal hand-written refund (raw SQL on the library's tables in 5
+statements around the same ``forex_refund`` call through the merchant's kept client), with the p50 of each,
+their ratio, and the SQL statements of each path (BEGIN, COMMIT, SAVEPOINT and RELEASE not counted).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ SETUP_THREADS: Final = 4
 HOLD: Final = "benchsite.views.hold_refund"
 SCENARIOS: Final = ("one trade", "50 trades")
 PATHS: Final = ("API, sent at once", "API, queued", "domain, sent at once", "domain, queued")
+#: Transaction control, not counted as statements: the same whatever the code does between.
+_CONTROL: Final = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 @dataclass(frozen=True)
@@ -345,6 +353,8 @@ def _counted_refund(
 
     def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         verb = sql.split(None, 1)[0].upper()
+        if verb in _CONTROL:
+            return execute(sql, params, many, context)
         table = re.search(r'(?:FROM|UPDATE|INTO)\s+"(\w+)"', sql)
         name = table.group(1).removeprefix("django_alipay_") if table else ""
         kinds[f"{verb} {name}{' FOR UPDATE' if 'FOR UPDATE' in sql else ''}".strip()] += 1
@@ -379,9 +389,199 @@ def queries_per_refund(trade_ids: Sequence[int], amount: Decimal) -> str:
         kinds, commits = _counted_refund(trade_id, amount, dispatcher, f"diagnosis-{label.replace(' ', '-')}")
         detail = ", ".join(f"{n} `{kind}`" for kind, n in kinds.most_common())
         lines.append(
-            f"* {label}: {sum(kinds.values())} queries, {commits} atomic blocks committed ({detail})"
+            f"* {label}: {sum(kinds.values())} SQL statements, {commits} transactions committed ({detail})"
         )
     return "\n".join(lines)
+
+
+# --- one uncontended refund against the minimal hand-written one ------------------------------------------
+
+
+def _statements() -> Any:
+    """A context counting the SQL statements of this thread's connection, less transaction control."""
+    import contextlib
+
+    from django.db import connection
+
+    seen: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not sql.lstrip().upper().startswith(_CONTROL):
+            seen.append(sql)
+        return execute(sql, params, many, context)
+
+    @contextlib.contextmanager
+    def counting() -> Any:
+        with connection.execute_wrapper(count):
+            yield seen
+
+    return counting()
+
+
+def minimal_refund(trade_id: int, amount: Decimal, merchant: Any) -> tuple[str, int]:
+    """The floor: a hand-written refund doing only what any correct one must, in 5 statements.
+
+    Lock the trade, insert the refund and reserve its amount (one transaction); the same ``forex_refund``
+    call through the library's kept client for the merchant (same request, same signing); then record the
+    answer: the refund and the trade (one transaction). No replay, refusal or spacing rules, no signals, no
+    life-cycle checks. It writes the library's own tables the way the library does, so the ledger checks
+    hold for its trades too. Returns the refund's status and the number of statements.
+    """
+    import secrets
+
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from django_alipay import gateway
+    from django_alipay.protocol import clock as protocol_clock
+
+    sent_at = timezone.now()
+    gateway_id = "MN" + secrets.token_hex(10).upper()
+    with _statements() as seen:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT out_trade_no, currency, product FROM django_alipay_trade WHERE id = %s FOR UPDATE",
+                [trade_id],
+            )
+            out_trade_no, currency, product = cursor.fetchone()
+            request = {
+                "currency": currency,
+                "is_sync": "Y",
+                "out_return_no": gateway_id,
+                "out_trade_no": out_trade_no,
+                "return_amount": f"{amount:.2f}",
+                "gmt_return": protocol_clock.format_compact(sent_at),
+                "reason": "benchmark",
+                "product_code": "NEW_WAP_OVERSEAS_SELLER" if product == "wap" else "NEW_OVERSEAS_SELLER",
+            }
+            notify = merchant.notify_url()
+            if notify:
+                request["notify_url"] = notify
+            cursor.execute(
+                "INSERT INTO django_alipay_refund (merchant_id, trade_id, kind, gateway_refund_id, amount, "
+                "currency, reason, status, debits_balance, error_code, error_description, idempotency_key, "
+                "request_params, response, attempts, created_at, submitted_at, updated_at) VALUES "
+                "(%s, %s, 'REFUND', %s, %s, %s, 'benchmark', 'submitted', true, '', '', '', %s::jsonb, "
+                "'{}'::jsonb, 1, %s, %s, %s) RETURNING id",
+                [merchant.pk, trade_id, gateway_id, amount, currency, json.dumps(request), sent_at, sent_at,
+                 sent_at],
+            )  # fmt: skip
+            refund_id = cursor.fetchone()[0]
+            cursor.execute(
+                "UPDATE django_alipay_trade SET refund_pending_amount = refund_pending_amount + %s "
+                "WHERE id = %s",
+                [amount, trade_id],
+            )
+        answer = gateway.client(merchant).forex_refund(**request)
+        fields = {str(k): str(v) for k, v in answer.fields.items()}
+        ok = fields.get("result_code", "") in ("", "SUCCESS")
+        now = timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE django_alipay_refund SET status = %s, response = %s::jsonb, answered_at = %s, "
+                "completed_at = %s, updated_at = %s WHERE id = %s",
+                ["succeeded" if ok else "failed", json.dumps(fields), now, now, now, refund_id],
+            )
+            cursor.execute(
+                "UPDATE django_alipay_trade SET refund_pending_amount = refund_pending_amount - %s, "
+                "refunded_amount = refunded_amount + %s WHERE id = %s",
+                [amount, amount if ok else 0, trade_id],
+            )
+    return ("succeeded" if ok else "failed"), len(seen)
+
+
+def library_refund(trade: Any, amount: Decimal, key: str) -> tuple[str, int]:
+    """One ``request_refund()`` of ``trade`` (as a view has it, with its merchant) with the default dispatcher
+    (sent at once); its status and statements."""
+    from django_alipay.domain import refunds
+
+    with _statements() as seen:
+        refund = refunds.request_refund(trade, amount, reason="benchmark", idempotency_key=key)
+    return str(refund.status), len(seen)
+
+
+@dataclass
+class Latency:
+    """Sequential, uncontended refunds of each way, alternated so that both see the same machine."""
+
+    seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    statements: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    problems: list[str] = field(default_factory=list)
+
+
+LIBRARY: Final = "request_refund()"
+MINIMAL: Final = "minimal hand-written"
+
+
+def latency(emulator: h.Emulator, merchant: Any, count: int, amount: Decimal, warmup: int = 10) -> Latency:
+    """``count`` refunds each way (after ``warmup`` uncounted), alternating the two; 10 per paid trade."""
+    from django.db.models import Sum
+
+    from django_alipay.models import Refund, Trade
+
+    per_trade = int(PAID // amount) // 3 or 1
+    total = count + warmup
+    needed = -(-total // per_trade)
+    ids = paid_trades(emulator, merchant, [f"L-{way}-{i}" for way in ("lib", "min") for i in range(needed)])
+    trades = {LIBRARY: ids[:needed], MINIMAL: ids[needed:]}
+    result = Latency()
+    for i in range(total):
+        for way in (LIBRARY, MINIMAL) if i % 2 == 0 else (MINIMAL, LIBRARY):
+            trade_id = trades[way][i // per_trade]
+            trade = Trade.objects.select_related("merchant").get(pk=trade_id)  # a view's read: not timed
+            started = time.perf_counter()
+            if way == LIBRARY:
+                status, statements = library_refund(trade, amount, f"latency-{i}")
+            else:
+                status, statements = minimal_refund(trade_id, amount, merchant)
+            elapsed = time.perf_counter() - started
+            if status != "succeeded":
+                result.problems.append(f"{way}: refund {i} is {status}")
+            if i >= warmup:
+                result.seconds[way].append(elapsed)
+                result.statements[way].add(statements)
+    for trade in Trade.objects.filter(pk__in=ids):
+        done = Refund.objects.filter(trade=trade, status="succeeded").aggregate(s=Sum("amount"))["s"] or 0
+        if (trade.refunded_amount, trade.refund_pending_amount) != (done, 0):
+            result.problems.append(f"{trade.out_trade_no}: refunded {trade.refunded_amount} ≠ {done}")
+    return result
+
+
+def latency_table(result: Latency) -> str:
+    base = h.percentile(result.seconds[MINIMAL], 50)
+    rows = []
+    for way in (LIBRARY, MINIMAL):
+        values = result.seconds[way]
+        p50 = h.percentile(values, 50)
+        rows.append(
+            (
+                way,
+                len(values),
+                f"{p50 * 1000:.2f}",
+                f"{h.percentile(values, 90) * 1000:.2f}",
+                f"{p50 / base:.2f}x",
+                "/".join(str(n) for n in sorted(result.statements[way])),
+            )
+        )
+    return h.table(["refund", "n", "p50 ms", "p90 ms", "p50 vs minimal", "SQL statements"], rows, "lrrrrr")
+
+
+def api_statements(trade_id: int, token: str, amount: Decimal) -> int:
+    """SQL statements of one refund through the REST API (token, Idempotency-Key), served in this process."""
+    from rest_framework.test import APIClient
+
+    client = APIClient(HTTP_HOST="127.0.0.1")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    with _statements() as seen:
+        response = client.post(
+            f"/alipay/api/trades/{trade_id}/refunds/",
+            {"amount": str(amount), "reason": "benchmark"},
+            format="json",
+            headers={"Idempotency-Key": "diagnosis-api"},
+        )
+    if response.status_code != 201 or response.json().get("status") != "succeeded":
+        raise RuntimeError(f"API refund answered {response.status_code}: {response.content[:300]!r}")
+    return len(seen)
 
 
 # --- main --------------------------------------------------------------------------------------------------
@@ -437,6 +637,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread)")
     parser.add_argument("--no-domain", action="store_true", help="skip the rows calling the domain directly")
+    parser.add_argument(
+        "--latency",
+        type=int,
+        default=200,
+        help="uncontended refunds each way, request_refund() and the minimal hand-written one (0: skip)",
+    )
     parser.add_argument("--no-queued", action="store_true", help="skip the rows with a dispatcher that holds")
     parser.add_argument(
         "--spacing",
@@ -446,7 +652,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     amount = Decimal(args.amount)
-    if args.requests < 10 or not Decimal("0.01") <= amount <= PAID:
+    if args.requests < 10 or args.rounds < 0 or args.latency < 0 or not Decimal("0.01") <= amount <= PAID:
         parser.error(f"--requests must be at least 10 and --amount between 0.01 and {PAID}")
 
     from cryptography.fernet import Fernet
@@ -500,7 +706,7 @@ def main() -> None:
             ]
             ids = paid_trades(emulator, merchant, labels)
             print(f"{len(ids):,} trades paid in {time.perf_counter() - started:.1f} s", flush=True)
-            spare = paid_trades(emulator, merchant, ["diagnosis-1", "diagnosis-2"])
+            spare = paid_trades(emulator, merchant, ["diagnosis-1", "diagnosis-2", "diagnosis-3"])
             per_run = iter([ids[k : k + n + 1] for k in range(0, len(ids), n + 1)])
 
             callers: dict[str, Callable[[Sequence[tuple[str, int]]], tuple[list[Answer], float]]] = {}
@@ -536,7 +742,18 @@ def main() -> None:
             print(summary(runs))
             print()
             print("One uncontended domain request_refund() (in this process), database work:\n")
-            print(queries_per_refund(spare, amount))
+            print(queries_per_refund(spare[:2], amount))
+            counted = api_statements(spare[2], token, amount)
+            print(f"* through the REST API (token, Idempotency-Key, sent at once): {counted} SQL statements")
+            print("  (BEGIN, COMMIT, SAVEPOINT and RELEASE are not counted above)")
+            print()
+            if args.latency:
+                print(f"One uncontended refund at a time, {args.latency} each way, alternated (same run):\n")
+                timed = latency(emulator, merchant, args.latency, amount)
+                print(latency_table(timed))
+                print()
+                if timed.problems:
+                    runs.append(Run("latency", "uncontended", 0, [], 1.0, timed.problems))
             print()
             failed = [r for r in runs if r.problems]
             for run in failed:

@@ -31,7 +31,8 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as dtime
@@ -39,7 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q, Value
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -174,14 +175,20 @@ def _check_key(key: str | None) -> str:
     return key
 
 
-def _refund_refusal(trade: Trade, now: datetime) -> RefundNotAllowed | None:
-    """Why ``trade`` (locked) cannot be refunded at all now, or None."""
+def _refund_refusal(trade: Trade, now: datetime, *, reversed: bool | None = None) -> RefundNotAllowed | None:
+    """Why ``trade`` (locked) cannot be refunded at all now, or None.
+
+    ``reversed``: whether the trade has a reversal not failed, when the caller has already looked (else it
+    is looked up here).
+    """
     order = {"order": trade.out_trade_no}
-    if (
-        Refund.objects.filter(trade=trade, kind=RefundKind.REVERSE)
-        .exclude(status=RefundStatus.FAILED)
-        .exists()
-    ):
+    if reversed is None:
+        reversed = (
+            Refund.objects.filter(trade=trade, kind=RefundKind.REVERSE)
+            .exclude(status=RefundStatus.FAILED)
+            .exists()
+        )
+    if reversed:
         return RefundNotAllowed(
             _("Order %(order)s has been reversed (or a reversal is under way): nothing is left to refund.")
             % order
@@ -316,17 +323,54 @@ def _mint_gateway_id(kind: RefundKind, now: datetime) -> str:
 
 
 def _lock(trade: Trade) -> Trade:
-    return Trade.objects.select_for_update().get(pk=trade.pk)
+    """The trade's row, locked, with its merchant: the caller's merchant when it had one loaded, else read in
+    the same statement (the merchant's row is not locked)."""
+    if Trade.merchant.is_cached(trade):
+        locked = Trade.objects.select_for_update().get(pk=trade.pk)
+        if locked.merchant_id == trade.merchant_id:
+            Trade.merchant.field.set_cached_value(locked, trade.merchant)
+            return locked
+    return Trade.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=trade.pk)
+
+
+def _refunds_in_the_way(locked: Trade, key: str) -> tuple[Refund | None, bool]:
+    """One read for the two refunds that decide a new refund of ``locked``: the one the idempotency ``key``
+    was first used for (or None), and whether the trade has a reversal not failed."""
+    reversal = Q(trade=locked, kind=RefundKind.REVERSE) & ~Q(status=RefundStatus.FAILED)
+    wanted = reversal | Q(merchant_id=locked.merchant_id, idempotency_key=key) if key else reversal
+    replay, reversed = None, False
+    for found in Refund.objects.filter(wanted):
+        if key and found.merchant_id == locked.merchant_id and found.idempotency_key == key:
+            replay = found
+        if (
+            found.trade_id == locked.pk
+            and found.kind == RefundKind.REVERSE
+            and found.status != RefundStatus.FAILED
+        ):
+            reversed = True
+    return replay, reversed
+
+
+_UNREAD: Any = object()
 
 
 def _replay(
-    merchant_id: int, key: str, *, trade: Trade, kind: RefundKind, amount: Decimal | None, reason: str
+    merchant_id: int,
+    key: str,
+    *,
+    trade: Trade,
+    kind: RefundKind,
+    amount: Decimal | None,
+    reason: str,
+    existing: Refund | None = _UNREAD,
 ) -> Refund | None:
     """The refund ``key`` was first used for, when it was for the same thing; else IdempotencyConflict.
 
     ``amount`` None (a full refund) matches any amount: what was left then, whatever is left now.
+    ``existing``: that refund (or None) when the caller has already read it.
     """
-    existing = Refund.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()
+    if existing is _UNREAD:
+        existing = Refund.objects.filter(merchant_id=merchant_id, idempotency_key=key).first()
     if existing is None:
         return None
     if (existing.trade_id, existing.kind, existing.reason) != (trade.pk, kind, reason) or (
@@ -365,10 +409,27 @@ def refund_dispatcher() -> Callable[[int], Any]:
     return target
 
 
-def _dispatch_on_commit(refund_id: int) -> None:
+@dataclass
+class _Handover:
+    """What became of a new refund's hand-over on commit: ``sent`` is the refund as :func:`submit` left it,
+    when the default dispatcher sent it in this process with the objects in hand."""
+
+    sent: Refund | None = None
+
+
+def _dispatch_on_commit(refund: Refund, locked: Trade) -> _Handover:
+    handover = _Handover()
+    refund_id = refund.pk
+
     def dispatch() -> None:
         try:
-            refund_dispatcher()(refund_id)
+            target = refund_dispatcher()
+            if target is _SUBMIT and Trade.merchant.is_cached(locked):
+                # The default dispatcher: sent at once with the refund, its trade and merchant as committed
+                # (nothing read again). The claim on the refund's status still decides who sends it.
+                handover.sent = _submit(refund, locked, locked.merchant, wait=True)
+            else:
+                target(refund_id)
         except Exception as exc:
             # The refund is committed and its amount reserved: it is safe. With no task to send it, its
             # task_due_at stays empty, which is what the sweeper (and the API's queued_for_sweeper) look at.
@@ -381,6 +442,7 @@ def _dispatch_on_commit(refund_id: int) -> None:
             )
 
     transaction.on_commit(dispatch, robust=True)
+    return handover
 
 
 def expect_task(refund_id: int, within: float) -> None:
@@ -395,54 +457,70 @@ def expect_task(refund_id: int, within: float) -> None:
 
 def _create(
     locked: Trade, *, kind: RefundKind, amount: Decimal, reason: str, key: str, debits: bool, now: datetime
-) -> Refund:
-    """Insert the refund and reserve its amount; the savepoint turns a lost race into a typed error."""
+) -> tuple[Refund, _Handover]:
+    """Insert the refund and reserve its amount, in the caller's transaction under :func:`_lost_race`."""
+    refund = Refund.objects.create(
+        merchant_id=locked.merchant_id,
+        trade=locked,
+        kind=kind,
+        gateway_refund_id=_mint_gateway_id(kind, now),
+        amount=amount,
+        currency=locked.currency,
+        reason=reason,
+        idempotency_key=key,
+        debits_balance=debits,
+        created_at=now,
+    )
+    if debits:
+        Trade.objects.filter(pk=locked.pk).update(refund_pending_amount=F("refund_pending_amount") + amount)
+    if debits:
+        locked.refund_pending_amount += amount
+    return refund, _dispatch_on_commit(refund, locked)
+
+
+@contextmanager
+def _lost_race(trade: Trade, *, kind: RefundKind, amount: Decimal | None, key: str) -> Iterator[None]:
+    """Around the transaction that creates a refund: a race lost at the insert (a unique key or the balance
+    CheckConstraint), after that transaction has rolled back and nothing is stored, as a typed error.
+
+    Outside the transaction rather than in a savepoint of it: the uncontended path pays no savepoint.
+    """
     try:
-        with transaction.atomic():
-            refund = Refund.objects.create(
-                merchant_id=locked.merchant_id,
-                trade=locked,
-                kind=kind,
-                gateway_refund_id=_mint_gateway_id(kind, now),
-                amount=amount,
-                currency=locked.currency,
-                reason=reason,
-                idempotency_key=key,
-                debits_balance=debits,
-                created_at=now,
-            )
-            if debits:
-                Trade.objects.filter(pk=locked.pk).update(
-                    refund_pending_amount=F("refund_pending_amount") + amount
-                )
+        yield
     except IntegrityError:
-        if key and Refund.objects.filter(merchant_id=locked.merchant_id, idempotency_key=key).exists():
+        if key and Refund.objects.filter(merchant_id=trade.merchant_id, idempotency_key=key).exists():
             raise IdempotencyConflict(
                 _("The idempotency key %(key)s is already used by another refund of this merchant.")
                 % {"key": repr(key[:40])},
-                out_trade_no=locked.out_trade_no,
+                out_trade_no=trade.out_trade_no,
             ) from None
         if kind == RefundKind.REVERSE:
             raise ReverseNotAllowed(
-                _("Order %(order)s is already being reversed.") % {"order": locked.out_trade_no}
+                _("Order %(order)s is already being reversed.") % {"order": trade.out_trade_no}
             ) from None
         # Only the CheckConstraint is left: the database itself refused to over-refund.
-        locked.refresh_from_db()
+        now = Trade.objects.get(pk=trade.pk)
         raise RefundAmountExceeded(
-            _exceeded(amount, locked, max(locked.refundable_amount, Decimal(0))),
-            out_trade_no=locked.out_trade_no,
+            _exceeded(amount or Decimal(0), now, max(now.refundable_amount, Decimal(0))),
+            out_trade_no=trade.out_trade_no,
         ) from None
-    if debits:
-        locked.refund_pending_amount += amount
-    _dispatch_on_commit(refund.pk)
-    return refund
 
 
-def _finish(refund: Refund, trade: Trade, locked: Trade) -> Refund:
+def _finish(refund: Refund, trade: Trade, locked: Trade, handover: _Handover | None = None) -> Refund:
+    """The refund and the caller's ``trade`` as they are once the transaction is over (and, outside an outer
+    transaction, once the dispatcher has run on commit)."""
     rows.copy_into(trade, locked)
-    if not connection.in_atomic_block:
-        # The default dispatcher already ran on commit: return the refund as it is now.
-        refund.refresh_from_db()
+    if connection.in_atomic_block:
+        return refund  # the dispatcher runs when the outer transaction commits
+    sent = handover.sent if handover is not None else None
+    if sent is refund:
+        # Sent in this process: the refund is as recorded, its trade as locked then (no read back).
+        if Refund.trade.is_cached(refund):
+            rows.copy_into(trade, refund.trade)
+        return refund
+    refund.refresh_from_db()
+    if handover is None or sent is not None or refund.status != RefundStatus.REQUESTED:
+        # A replay, or a dispatcher that has already changed the refund (and so maybe the trade).
         trade.refresh_from_db()
     return refund
 
@@ -480,8 +558,9 @@ def _request(
     refusal read before the lock, with ``value`` None, raises RefundNotAllowed once the key is not a replay.
     """
     now = clock.now()
-    with transaction.atomic():
+    with _lost_race(trade, kind=RefundKind.REFUND, amount=value, key=key), transaction.atomic():
         locked = _lock(trade)
+        replay, reversed = _refunds_in_the_way(locked, key)
         if key:
             existing = _replay(
                 locked.merchant_id,
@@ -490,12 +569,13 @@ def _request(
                 kind=RefundKind.REFUND,
                 amount=None if full is not None else value,
                 reason=reason,
+                existing=replay,
             )
             if existing is not None:
                 return _finish(existing, trade, locked)
         if value is None:
             raise RefundNotAllowed(full or "", out_trade_no=locked.out_trade_no)
-        refusal = _refund_refusal(locked, now)
+        refusal = _refund_refusal(locked, now, reversed=reversed)
         if refusal is not None:
             refusal.out_trade_no = locked.out_trade_no
             raise refusal
@@ -503,10 +583,10 @@ def _request(
             raise RefundAmountExceeded(
                 _exceeded(value, locked, locked.refundable_amount), out_trade_no=locked.out_trade_no
             )
-        refund = _create(
+        refund, handover = _create(
             locked, kind=RefundKind.REFUND, amount=value, reason=reason, key=key, debits=True, now=now
         )
-    return _finish(refund, trade, locked)
+    return _finish(refund, trade, locked, handover)
 
 
 def request_full_refund(trade: Trade, *, reason: str = "", idempotency_key: str | None = None) -> Refund:
@@ -536,7 +616,7 @@ def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = Non
     _check_reason(trade, reason)
     key = _check_key(idempotency_key)
     now = clock.now()
-    with transaction.atomic():
+    with _lost_race(trade, kind=RefundKind.REVERSE, amount=trade.amount, key=key), transaction.atomic():
         locked = _lock(trade)
         existing = (
             Refund.objects.filter(trade=locked, kind=RefundKind.REVERSE)
@@ -560,7 +640,7 @@ def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = Non
         if refusal is not None:
             raise ReverseNotAllowed(refusal, out_trade_no=locked.out_trade_no)
         paid = locked.status == TradeStatus.TRADE_SUCCESS
-        refund = _create(
+        refund, handover = _create(
             locked,
             kind=RefundKind.REVERSE,
             amount=locked.amount,
@@ -569,7 +649,7 @@ def reverse(trade: Trade, *, reason: str = "", idempotency_key: str | None = Non
             debits=paid,
             now=now,
         )
-    return _finish(refund, trade, locked)
+    return _finish(refund, trade, locked, handover)
 
 
 # --- sending -----------------------------------------------------------------------------------------------
@@ -591,7 +671,9 @@ def _sync_allowed(now: datetime) -> bool:
     return app_settings.REFUND_SYNC and not (in_window and blackout_applies())
 
 
-def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str]:
+def _build_request(
+    refund: Refund, trade: Trade, now: datetime, merchant: Merchant | None = None
+) -> dict[str, str]:
     """The wire-named arguments of the call, as strings, stored so every resend is the very same request.
 
     Wire timestamps (gmt_return, timestamp) are real time: the gateway checks them against its own clock.
@@ -622,7 +704,7 @@ def _build_request(refund: Refund, trade: Trade, now: datetime) -> dict[str, str
             "refund_amount": amount,
             "refund_reason": refund.reason,
         }
-    notify = Merchant.objects.get(pk=trade.merchant_id).notify_url()
+    notify = (merchant if merchant is not None else Merchant.objects.get(pk=trade.merchant_id)).notify_url()
     if notify:
         request["notify_url"] = notify
     return {name: value for name, value in request.items() if value}
@@ -648,6 +730,17 @@ def _database_now() -> datetime:
         if row is not None and isinstance(row[0], datetime):
             return row[0]
     return timezone.now()
+
+
+def _database_clock_in_sql(plus: float = 0.0) -> Any:
+    """The database server's wall clock (plus ``plus`` seconds) inside the statement that uses it, on
+    PostgreSQL (no separate read); None elsewhere, where :func:`_database_now` is read instead."""
+    if connection.vendor != "postgresql":
+        return None
+    now = Func(function="clock_timestamp", output_field=DateTimeField())
+    if not plus:
+        return now
+    return ExpressionWrapper(now + Value(timedelta(seconds=plus)), output_field=DateTimeField())
 
 
 @dataclass(frozen=True)
@@ -682,11 +775,19 @@ def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) 
     gap = spacing + SPACING_MARGIN
     window = _call_window()
     waited = 0.0
-    RefundSlot.objects.bulk_create([RefundSlot(partner=partner)], ignore_conflicts=True)
+    clock_now = _database_clock_in_sql()
     while True:
         with transaction.atomic():
-            slot = RefundSlot.objects.select_for_update().get(partner=partner)
-            current = _database_now()
+            rows = RefundSlot.objects.select_for_update().filter(partner=partner)
+            # The database's clock read with the row; if the lock was waited for, possibly a little before
+            # the wait, which only makes the remaining time look longer (never a shorter gap).
+            found = rows.annotate(database_now=clock_now).first() if clock_now is not None else rows.first()
+            if found is None:
+                # The partner's first refund call: its row, then the lock again (another caller may race).
+                RefundSlot.objects.bulk_create([RefundSlot(partner=partner)], ignore_conflicts=True)
+                continue
+            slot = found
+            current = getattr(slot, "database_now", None) or _database_now()
             blocked_until, poll, longest = slot.next_call_at, False, gap
             if slot.in_flight_until is not None and slot.in_flight_until - current <= timedelta(
                 seconds=window
@@ -700,8 +801,10 @@ def _take_send_slot(partner: str, *, wait: bool, max_wait: float | None = None) 
                 remaining = 0.0  # written before the database clock was set back
             if remaining <= 0:
                 claim = secrets.token_hex(16)
+                until = _database_clock_in_sql(window)  # the clock now, after the lock, on PostgreSQL
                 RefundSlot.objects.filter(pk=slot.pk).update(
-                    in_flight_until=current + timedelta(seconds=window), claim=claim
+                    in_flight_until=until if until is not None else current + timedelta(seconds=window),
+                    claim=claim,
                 )
                 return _Slot(partner, claim)
         if poll:
@@ -735,9 +838,11 @@ def _release_send_slot(slot: _Slot | None) -> None:
     if slot is None:
         return
     gap = app_settings.REFUND_SPACING + SPACING_MARGIN
+    # Computed by the database in the statement on PostgreSQL: no separate read of its clock.
+    after = _database_clock_in_sql(gap)
+    if after is None:
+        after = _database_now() + timedelta(seconds=gap)
     with transaction.atomic():
-        current = _database_now()
-        after = current + timedelta(seconds=gap)
         ours = RefundSlot.objects.filter(partner=slot.partner, claim=slot.claim)
         if not ours.update(in_flight_until=None, claim="", next_call_at=after):
             # Past our deadline another call took the turn: keep the later of the two limits.
@@ -762,8 +867,15 @@ def call_in_flight(refund: Refund) -> float:
     return max(0.0, min(left, window))
 
 
+def _trade_of(refund: Refund) -> Trade:
+    """The refund's trade with its merchant: the ones it was loaded (or created) with, else read together."""
+    if Refund.trade.is_cached(refund) and Trade.merchant.is_cached(refund.trade):
+        return refund.trade
+    return Trade.objects.select_related("merchant").get(pk=refund.trade_id)
+
+
 def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
-    merchant = Merchant.objects.get(pk=trade.merchant_id)
+    merchant = trade.merchant
     online = trade.is_online
     client = gateway.client(merchant, instore=not online)
     if refund.kind == RefundKind.REVERSE:
@@ -843,7 +955,7 @@ def _outcome_of_error(exc: AlipayError, *, conclusive: bool) -> _Outcome:
 
 
 def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool, slot: _Slot | None) -> Refund:
-    trade = Trade.objects.get(pk=refund.trade_id)
+    trade = _trade_of(refund)
     try:
         answer = _call(refund, trade, request)
     except AlipayError as exc:
@@ -889,16 +1001,19 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
     at most ``ALIPAY["REFUND_MAX_WAIT"]`` seconds for it (a burst of refunds must not hold request threads
     for minutes); past that the refund is returned still REQUESTED, for reconciliation to send.
     """
-    refund = Refund.objects.get(pk=refund_id)
+    refund = Refund.objects.select_related("trade__merchant").get(pk=refund_id)
     if refund.status != RefundStatus.REQUESTED:
         return refund
-    trade = Trade.objects.get(pk=refund.trade_id)
+    return _submit(refund, refund.trade, refund.trade.merchant, wait=wait)
+
+
+def _submit(refund: Refund, trade: Trade, merchant: Merchant, *, wait: bool) -> Refund:
+    """:func:`submit` with the REQUESTED refund, its trade and their merchant in hand (not read again)."""
     # Checked first so that a configuration error leaves the refund REQUESTED, not SUBMITTED.
-    gateway.check_configuration(Merchant.objects.get(pk=trade.merchant_id), instore=not trade.is_online)
+    gateway.check_configuration(merchant, instore=not trade.is_online)
     budget = app_settings.REFUND_MAX_WAIT
-    partner = Merchant.objects.values_list("partner", flat=True).get(pk=trade.merchant_id)
     try:
-        slot = _take_send_slot(partner, wait=wait, max_wait=budget)
+        slot = _take_send_slot(merchant.partner, wait=wait, max_wait=budget)
     except RefundSpacingNotReached:
         if not wait:
             raise
@@ -927,25 +1042,36 @@ def submit(refund_id: int, *, wait: bool = True) -> Refund:
                     response={"error": ReverseNotAllowed.__name__, "description": too_late},
                     event=RefundEvent.EXPIRED,
                 )
-        request = _build_request(refund, trade, now)
+        request = _build_request(refund, trade, now, merchant)
         check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.CLAIM, RefundStatus.SUBMITTED)
-        claimed = Refund.objects.filter(pk=refund_id, status=RefundStatus.REQUESTED).update(
+        updated_at = timezone.now()
+        claimed = Refund.objects.filter(pk=refund.pk, status=RefundStatus.REQUESTED).update(
             status=RefundStatus.SUBMITTED,
             request_params=request,
             response={},
             answered_at=None,
             submitted_at=now,
             attempts=F("attempts") + 1,
-            updated_at=timezone.now(),
+            updated_at=updated_at,
         )
     except BaseException:
         _return_unused_slot(slot)
         raise
     if not claimed:
         _return_unused_slot(slot)
-        return Refund.objects.get(pk=refund_id)
-    refund.refresh_from_db()
+        return Refund.objects.get(pk=refund.pk)
+    # The claim as written, not read back: the answer is recorded from the row locked then (record_result).
+    refund.status = RefundStatus.SUBMITTED
+    refund.request_params = request
+    refund.response = {}
+    refund.answered_at = None
+    refund.submitted_at = now
+    refund.attempts += 1
+    refund.updated_at = updated_at
     return _send(refund, request, conclusive=True, slot=slot)
+
+
+_SUBMIT = submit  # the default dispatcher, sent in process with the objects in hand (see _dispatch_on_commit)
 
 
 def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
@@ -1009,6 +1135,18 @@ def resolve_unknown(refund: Refund, *, wait: bool = True) -> Refund:
 # --- recording ---------------------------------------------------------------------------------------------
 
 
+#: What recording an outcome writes on the refund's row (the rest of the locked row is as read).
+_RECORDED = (
+    "status",
+    "error_code",
+    "error_description",
+    "response",
+    "answered_at",
+    "completed_at",
+    "updated_at",
+)
+
+
 def record_result(
     refund: Refund,
     *,
@@ -1027,14 +1165,18 @@ def record_result(
     (:data:`~django_alipay.domain.lifecycle.REFUND_MOVES`), else IllegalMove is raised and nothing changes.
     The refund's ``answered_at`` is set: its last call is no longer in flight. An error code is kept whole
     up to ERROR_CODE_MAX characters (a longer one is cut there, with a warning; ``response`` keeps the
-    answer as received). Signals are sent after the commit. Returns the refreshed refund.
+    answer as received). Signals are sent after the commit. Returns the refreshed refund, its trade loaded.
     """
     status = RefundStatus(outcome)
     raw = {str(k): str(v) for k, v in (response or {}).items()}
     now = clock.now()
     with transaction.atomic():
-        trade = Trade.objects.select_for_update().get(pk=refund.trade_id)
-        locked = Refund.objects.select_for_update().get(pk=refund.pk)
+        # Both rows in one statement, the trade's locked before the refund's (PostgreSQL locks in the order
+        # of FOR UPDATE OF): the order of every other path that locks the two.
+        locked = (
+            Refund.objects.select_related("trade").select_for_update(of=("trade", "self")).get(pk=refund.pk)
+        )
+        trade = locked.trade
         previous = RefundStatus(locked.status)
         if previous in REFUND_FINAL:
             if status != previous:
@@ -1047,6 +1189,7 @@ def record_result(
                     code or "no code",
                 )
             rows.copy_into(refund, locked)
+            Refund.trade.field.set_cached_value(refund, trade)
             return refund
         check_refund_move(locked.gateway_refund_id, previous, event, status)
         locked.status = status
@@ -1067,17 +1210,20 @@ def record_result(
         locked.answered_at = now
         if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             locked.completed_at = now
-        locked.save()
+        locked.save(update_fields=_RECORDED)
+        # The trade is locked: its balance after the update is the one read plus the change (not read back).
         if locked.debits_balance and status == RefundStatus.SUCCEEDED:
             Trade.objects.filter(pk=trade.pk).update(
                 refund_pending_amount=F("refund_pending_amount") - locked.amount,
                 refunded_amount=F("refunded_amount") + locked.amount,
             )
+            trade.refund_pending_amount -= locked.amount
+            trade.refunded_amount += locked.amount
         elif locked.debits_balance and status == RefundStatus.FAILED:
             Trade.objects.filter(pk=trade.pk).update(
                 refund_pending_amount=F("refund_pending_amount") - locked.amount
             )
-        trade.refresh_from_db()
+            trade.refund_pending_amount -= locked.amount
         if locked.kind == RefundKind.REVERSE and status == RefundStatus.SUCCEEDED:
             trades.close_locked(trade, Merchant.objects.get(pk=trade.merchant_id), raw=raw, source="gateway")
         if status == RefundStatus.SUCCEEDED and previous != status:
@@ -1085,4 +1231,5 @@ def record_result(
         elif status == RefundStatus.FAILED and previous != status:
             signals.send_on_commit(signals.refund_failed, Refund, refund=locked, trade=trade, params=raw)
     rows.copy_into(refund, locked)
+    Refund.trade.field.set_cached_value(refund, trade)
     return refund
