@@ -1,4 +1,5 @@
-"""Shared fixtures: a PostgreSQL guard for lock tests, the domain clock, and a merchant factory."""
+"""Shared fixtures: a PostgreSQL guard for lock tests, the domain clock, and a merchant factory; transactional
+tests end with the cheaper emptying of tests/emptying.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.db import connection
 
 from django_alipay.domain import clock as domain_clock
 from django_alipay.protocol.clock import FixedClock
-from tests import factories
+from tests import emptying, factories
 from tests.factories import TEST_MD5_KEY, TEST_PARTNER
 from tests.standalone import StandaloneEmulator
 
@@ -23,6 +24,8 @@ from tests.standalone import StandaloneEmulator
 os.environ.setdefault("ALIPAY_EMULATOR_CONTROL_TOKEN", secrets.token_urlsafe(24))
 #: The header that lets a test change an emulator through control/.
 CONTROL_HEADERS = {"X-Emulator-Token": os.environ["ALIPAY_EMULATOR_CONTROL_TOKEN"]}
+
+emptying.install()
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from django_alipay.testing.emulator import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -115,19 +117,8 @@ class StandaloneEmulator:
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Send ``sig`` (then SIGKILL to its group after 10 s), close its pipe and log; its exit code."""
-        code = None
         process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(sig)
-                try:
-                    process.wait(timeout=STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(timeout=STOP_TIMEOUT)
-            code = process.returncode
-            if process.stdout is not None:
-                process.stdout.close()
+        code = stop_process(process, sig, STOP_TIMEOUT) if process is not None else None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

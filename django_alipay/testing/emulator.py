@@ -10,9 +10,11 @@ django_alipay Merchant pointed at the emulator.
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import secrets
 import shutil
+import signal
 import string
 import subprocess
 import sys
@@ -40,7 +42,15 @@ from .faults import Fault, FaultInjector
 if TYPE_CHECKING:
     from django_alipay.models import Merchant
 
-__all__ = ["Delivery", "EmulatorProcess", "Payment", "generated_key_pem", "new_md5_key", "new_partner_id"]
+__all__ = [
+    "Delivery",
+    "EmulatorProcess",
+    "Payment",
+    "generated_key_pem",
+    "new_md5_key",
+    "new_partner_id",
+    "stop_process",
+]
 
 START_TIMEOUT: Final = 60.0
 _STOP_TIMEOUT: Final = 10.0
@@ -159,6 +169,37 @@ def _control_error(response: requests.Response, what: str) -> AlipayError:
     if response.status_code in (404, 409):
         return AlipayBusinessError(f"{what}: {code}: {message}", code=code, description=message)
     return AlipayError(f"{what}: the emulator answered HTTP {response.status_code}: {message}", code=code)
+
+
+def stop_process(
+    process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = _STOP_TIMEOUT
+) -> int | None:
+    """Stop a subprocess and close its stdout pipe; returns its exit code.
+
+    Sends ``sig`` when it is still running and waits ``timeout`` seconds, then SIGKILLs it: its whole process
+    group when it leads one of its own (``start_new_session=True``), so a hung process and what it started go
+    together, else the process alone.
+    """
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if _leads_own_group(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+            process.wait(timeout=timeout)
+    if process.stdout is not None:
+        process.stdout.close()
+    return process.returncode
+
+
+def _leads_own_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid and pid != os.getpgid(0)
+    except ProcessLookupError:
+        return False
 
 
 class EmulatorProcess:
@@ -307,19 +348,8 @@ class EmulatorProcess:
 
     def stop(self) -> int | None:
         """Stop the process (SIGTERM, then SIGKILL after 10 s) and remove its files; returns its exit code."""
-        code = None
         process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=_STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=_STOP_TIMEOUT)
-            code = process.returncode
-            if process.stdout is not None:
-                process.stdout.close()
+        code = stop_process(process) if process is not None else None
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -345,24 +345,34 @@ def test_the_refund_form_speaks_of_what_is_left_trims_spaces_and_asks_before_a_r
     assert sorted(r.amount for r in Refund.objects.filter(trade=trade)) == [Decimal("8.00"), Decimal("8.00")]
 
 
-def test_a_second_reverse_from_another_tab_says_already_reversed(
-    page: Any, screenshot: Any, live_server: Any, emulator: str, shop: Merchant, cashier: User
-) -> None:
-    # Real clocks: the gateway refuses a reverse whose timestamp is far from its own clock.
+def paid_at_the_pos(emulator: str, shop: Merchant, amount: str, subject: str) -> Trade:
+    """An in-store trade at the real time: the buyer's barcode scanned, the payment confirmed at the emulator
+    and its notification applied."""
     order = "POS-" + uuid.uuid4().hex[:8].upper()
     start = trades.create_trade(
         shop,
         out_trade_no=order,
-        amount="42.00",
+        amount=amount,
         currency="USD",
-        subject="Oolong, 250 g",
+        subject=subject,
         product="barcode",
         buyer_identity_code=SLOW_BUYER_BARCODE,
     )
     control(emulator, "pay", partner=shop.partner, partner_trans_id=order)
     assert deliver_notifications(emulator, order)
+    trade = Trade.objects.get(pk=start.trade.pk)
+    assert trade.status == "TRADE_SUCCESS"
+    return trade
+
+
+def test_a_second_reverse_from_another_tab_says_already_reversed(
+    page: Any, screenshot: Any, live_server: Any, emulator: str, shop: Merchant, cashier: User
+) -> None:
+    # Real clocks: the gateway refuses a reverse whose timestamp is far from its own clock.
+    trade = paid_at_the_pos(emulator, shop, "42.00", "Oolong, 250 g")
+    order = trade.out_trade_no
     log_in(page, live_server, cashier)
-    reverse_page = f"{live_server.url}/admin/django_alipay/trade/{start.trade.pk}/reverse/"
+    reverse_page = f"{live_server.url}/admin/django_alipay/trade/{trade.pk}/reverse/"
     other_tab = page.context.new_page()
     other_tab.goto(reverse_page)  # opened before the first reversal
     page.goto(reverse_page)
@@ -377,7 +387,7 @@ def test_a_second_reverse_from_another_tab_says_already_reversed(
     assert "has already been reversed" in other_tab.inner_text("#alipay-refusal")
     assert "closed" not in other_tab.inner_text("#alipay-refusal")
     assert other_tab.locator("#alipay-refund-instead").count() == 0
-    assert Refund.objects.filter(trade=start.trade, kind="REVERSE").count() == 1
+    assert Refund.objects.filter(trade=trade, kind="REVERSE").count() == 1
     screenshot("15-reverse-again-refused")
     other_tab.goto(f"{live_server.url}/admin/django_alipay/trade/")
     row = other_tab.locator("#result_list tbody tr", has_text=order)
@@ -391,22 +401,11 @@ def test_a_reversal_refused_because_only_the_emulator_clock_moved_says_which_clo
     # Paid at real time; then only the emulator's clock is moved a day on, as a developer does on its
     # console. The shop still says "today", so the admin offers the reversal; the gateway refuses its
     # timestamp, and the owner must be told why, not left with a bare ILLEGAL_ARGUMENT.
-    order = "POS-" + uuid.uuid4().hex[:8].upper()
-    start = trades.create_trade(
-        shop,
-        out_trade_no=order,
-        amount="18.00",
-        currency="USD",
-        subject="Jasmine, 100 g",
-        product="barcode",
-        buyer_identity_code=SLOW_BUYER_BARCODE,
-    )
-    control(emulator, "pay", partner=shop.partner, partner_trans_id=order)
-    assert deliver_notifications(emulator, order)
+    trade = paid_at_the_pos(emulator, shop, "18.00", "Jasmine, 100 g")
     control(emulator, "clock", advance=24 * 3600)
     try:
         log_in(page, live_server, cashier)
-        page.goto(f"{live_server.url}/admin/django_alipay/trade/{start.trade.pk}/reverse/")
+        page.goto(f"{live_server.url}/admin/django_alipay/trade/{trade.pk}/reverse/")
         page.click("#alipay-submit-reverse")
         page.wait_for_selector("ul.messagelist")
         [message] = messages_on(page)
@@ -416,5 +415,5 @@ def test_a_reversal_refused_because_only_the_emulator_clock_moved_says_which_clo
     assert "ILLEGAL_ARGUMENT" in message
     assert "Alipay's clock is 24 h 00 min ahead of this server's" in message
     assert "set it back to real time on the emulator's console" in message
-    start.trade.refresh_from_db()
-    assert start.trade.status == "TRADE_SUCCESS"  # nothing was reversed
+    trade.refresh_from_db()
+    assert trade.status == "TRADE_SUCCESS"  # nothing was reversed

@@ -1,4 +1,5 @@
-"""A tiny threaded HTTP server on loopback that plays canned gateway answers and faults, plus XML builders."""
+"""Canned gateway answers for the client tests, played in memory through MockTransport or, for the tests of
+the wire (faults, timeouts, connections), by a tiny threaded HTTP server on loopback; plus XML builders."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from django_alipay.protocol.transport import MockTransport, Request, Response
 
 PARTNER = "2088101122136241"
 MD5_KEY = "760bdzec6y9goq7ctyx96ezkz78287de"
@@ -142,13 +145,63 @@ class _Server(ThreadingHTTPServer):
     stub: StubGateway
 
 
-class StubGateway:
-    """Serves ``answers`` in order (the last one repeats); records every request it receives."""
+class _Script:
+    """Answers in order (the last one repeats) and the requests received."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._answers: list[Canned] = []
         self.requests: list[Received] = []
+
+    def answer(self, *answers: Canned) -> Self:
+        with self._lock:
+            self._answers = list(answers)
+        return self
+
+    def next_answer(self) -> Canned:
+        with self._lock:
+            if not self._answers:
+                return Canned(b"", status=500)
+            return self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
+
+    def record(self, received: Received) -> None:
+        with self._lock:
+            self.requests.append(received)
+
+
+class InMemoryGateway(_Script):
+    """Plays ``answers`` to a real GatewayClient through the public MockTransport: no socket, no thread.
+
+    Only plain answers (``respond``, no ``trickle``): a fault of the connection needs :class:`StubGateway`.
+    ``requests`` holds what the client handed its transport: method, path, query, the headers the client set
+    (not those the HTTP library adds, such as Host) and the body.
+    """
+
+    base = "http://gateway.invalid/"
+    url = base + "gateway.do"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport = MockTransport(self._send)
+
+    def _send(self, request: Request) -> Response:
+        parts = urlsplit(request.url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True, encoding="latin-1"))
+        self.record(Received(request.method, parts.path, query, dict(request.headers), request.body or b""))
+        canned = self.next_answer()
+        if canned.action != "respond" or canned.trickle is not None or canned.length is not None:
+            raise AssertionError(f"an in-memory gateway cannot play {canned!r}: use the stub on a socket")
+        return Response(canned.status, dict(canned.headers), canned.body)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class StubGateway(_Script):
+    """Serves ``answers`` on a loopback socket in order (the last one repeats); records every request."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.stub = self
@@ -164,21 +217,6 @@ class StubGateway:
     @property
     def url(self) -> str:
         return self.base + "gateway.do"
-
-    def answer(self, *answers: Canned) -> StubGateway:
-        with self._lock:
-            self._answers = list(answers)
-        return self
-
-    def next_answer(self) -> Canned:
-        with self._lock:
-            if not self._answers:
-                return Canned(b"", status=500)
-            return self._answers.pop(0) if len(self._answers) > 1 else self._answers[0]
-
-    def record(self, received: Received) -> None:
-        with self._lock:
-            self.requests.append(received)
 
     def close(self) -> None:
         self.stopping.set()

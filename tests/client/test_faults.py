@@ -274,6 +274,7 @@ def test_hostile_xml_is_refused(stub, make_client, body):
     ],
     ids=["truncated-xml", "empty", "html-502-page", "shorter-than-announced"],
 )
+@pytest.mark.wire
 def test_broken_bodies_are_outcome_unknown(stub, make_client, canned):
     stub.answer(canned)
     with pytest.raises(OutcomeUnknownError):
@@ -366,6 +367,7 @@ def test_query_retries_are_bounded(stub, make_client, sleeps):
 # --- no connection (never sent) ---------------------------------------------------------------------------
 
 
+@pytest.mark.wire
 def test_refused_connection_is_a_transport_error(make_client, sleeps):
     client = make_client(gateway_url=dead_url(), retries=0)
     with pytest.raises(TransportError) as caught:
@@ -373,6 +375,7 @@ def test_refused_connection_is_a_transport_error(make_client, sleeps):
     assert caught.value.retryable is True
 
 
+@pytest.mark.wire
 def test_failover_from_a_dead_url_to_a_live_one(stub, make_client):
     stub.answer(Canned(xml_success(QUERY_OK, element="trade")))
     client = make_client(gateway_url=[dead_url(), stub.url])
@@ -380,6 +383,7 @@ def test_failover_from_a_dead_url_to_a_live_one(stub, make_client):
     assert len(stub.requests) == 1
 
 
+@pytest.mark.wire
 def test_refund_fails_over_too_because_nothing_was_sent(stub, make_client):
     stub.answer(Canned(b"<alipay><is_success>T</is_success></alipay>"))
     result = make_client(gateway_url=[dead_url(), stub.url]).forex_refund(**REFUND)
@@ -387,6 +391,7 @@ def test_refund_fails_over_too_because_nothing_was_sent(stub, make_client):
     assert len(stub.requests) == 1
 
 
+@pytest.mark.wire
 def test_refund_that_never_connected_is_retried(make_client, sleeps):
     client = make_client(gateway_url=dead_url(), retries=2)
     with pytest.raises(TransportError):
@@ -394,6 +399,7 @@ def test_refund_that_never_connected_is_retried(make_client, sleeps):
     assert len(sleeps) == 2
 
 
+@pytest.mark.wire
 def test_tls_failure_is_a_transport_error_and_fails_over(stub, make_client):
     stub.answer(Canned(xml_success(QUERY_OK, element="trade")))
     tls_to_plain = stub.url.replace("http://", "https://")
@@ -404,6 +410,7 @@ def test_tls_failure_is_a_transport_error_and_fails_over(stub, make_client):
     assert client.single_trade_query(out_trade_no="T1").out_trade_no == "T1"
 
 
+@pytest.mark.wire
 def test_dns_failure_is_a_transport_error(make_client):
     client = make_client(gateway_url="http://gateway.invalid/gateway.do", retries=0)
     with pytest.raises(TransportError):
@@ -413,6 +420,7 @@ def test_dns_failure_is_a_transport_error(make_client):
 # --- timeout or reset after sending -----------------------------------------------------------------------
 
 
+@pytest.mark.wire
 def test_read_timeout_after_sending_is_outcome_unknown_and_refund_not_resent(stub, make_client, sleeps):
     stub.answer(Canned(action="hang", hang_seconds=20))
     client = make_client(timeout=(2.0, 1.0), deadline=8.0, retries=3)
@@ -426,6 +434,7 @@ def test_read_timeout_after_sending_is_outcome_unknown_and_refund_not_resent(stu
 
 
 @pytest.mark.parametrize("action", ["reset", "close"])
+@pytest.mark.wire
 def test_connection_lost_after_sending_is_outcome_unknown(stub, make_client, action):
     stub.answer(Canned(action=action))
     for call in (
@@ -440,6 +449,7 @@ def test_connection_lost_after_sending_is_outcome_unknown(stub, make_client, act
         assert len(stub.requests) == before + 1
 
 
+@pytest.mark.wire
 def test_query_after_a_reset_is_retried(stub, make_client):
     stub.answer(Canned(action="reset"), Canned(xml_success(QUERY_OK, element="trade")))
     assert make_client(retries=1).single_trade_query(out_trade_no="T1").out_trade_no == "T1"
@@ -450,6 +460,7 @@ def test_query_after_a_reset_is_retried(stub, make_client):
 
 
 @pytest.mark.parametrize("trickle", ["body", "all"])
+@pytest.mark.wire
 def test_trickle_is_cut_at_the_total_deadline(stub, make_client, trickle):
     stub.answer(Canned(xml_success(QUERY_OK, element="trade"), trickle=trickle, trickle_interval=1.0))
     client = make_client(timeout=(2.0, 5.0), deadline=2.0, retries=3)
@@ -462,12 +473,14 @@ def test_trickle_is_cut_at_the_total_deadline(stub, make_client, trickle):
 # --- oversized answer -------------------------------------------------------------------------------------
 
 
+@pytest.mark.wire
 def test_announced_oversized_answer_is_refused_before_reading(stub, make_client):
     stub.answer(Canned(action="stream", stream_bytes=50_000_000))
     with pytest.raises(GatewayResponseError):
         make_client(max_response_bytes=100_000, retries=0).single_trade_query(out_trade_no="T1")
 
 
+@pytest.mark.wire
 def test_unannounced_oversized_answer_is_cut_with_bounded_memory(stub, make_client):
     stub.answer(Canned(action="stream", stream_bytes=200_000_000, length=-1))
     client = make_client(max_response_bytes=1_000_000, retries=0, deadline=20.0)
@@ -531,12 +544,14 @@ def test_notify_verify_only_exact_true_is_true(stub, make_client, body, expected
 
 
 @pytest.mark.parametrize("canned", [Canned(b"", status=503), Canned(action="hang", hang_seconds=20)])
+@pytest.mark.wire
 def test_notify_verify_transient_failures_raise_outcome_unknown(stub, make_client, canned):
     stub.answer(canned)
     with pytest.raises(OutcomeUnknownError):
         make_client(timeout=(2.0, 1.0), deadline=3.0, retries=0).notify_verify("abc")
 
 
+@pytest.mark.wire
 def test_notify_verify_without_a_connection_raises_transport_error(make_client):
     with pytest.raises(TransportError):
         make_client(gateway_url=dead_url(), retries=0).notify_verify("abc")
@@ -548,6 +563,7 @@ def test_notify_verify_refused_by_the_gateway_raises(stub, make_client):
         make_client().notify_verify("abc")
 
 
+@pytest.mark.wire
 def test_notify_verify_per_call_deadline(stub, make_client):
     stub.answer(Canned(b"true", trickle="body", trickle_interval=1.0))
     started = time.monotonic()

@@ -47,6 +47,7 @@ def test_notify_verify_is_a_get_by_default(stub, make_client):
     assert "sign" not in sent.params
 
 
+@pytest.mark.wire
 def test_notify_verify_goes_where_and_how_the_merchant_says(stub, make_client):
     stub.answer(Canned(b"true", headers={"Content-Type": "text/plain"}))
     client = make_client(gateway_url="http://127.0.0.1:9/gateway.do", notify_verify_url=stub.url)

@@ -174,6 +174,7 @@ def threads_started_here(monkeypatch: pytest.MonkeyPatch) -> list[threading.Thre
     return started
 
 
+@pytest.mark.wire
 def test_calls_over_http_start_no_thread(stub, make_client, threads_started_here) -> None:
     stub.answer(
         Canned(xml_success(QUERY_OK, element="trade")),
@@ -187,6 +188,7 @@ def test_calls_over_http_start_no_thread(stub, make_client, threads_started_here
     assert threads_started_here == []
 
 
+@pytest.mark.wire
 def test_the_deadline_holds_on_a_session_passed_in(stub, make_client) -> None:
     # The whole answer, headers included, arrives a byte at a time: each read is quick, the total is not.
     stub.answer(Canned(xml_success(QUERY_OK, element="trade"), trickle="all", trickle_interval=0.1))
@@ -199,6 +201,7 @@ def test_the_deadline_holds_on_a_session_passed_in(stub, make_client) -> None:
     assert "deadline" in caught.value.message
 
 
+@pytest.mark.wire
 def test_a_session_adapter_that_cannot_keep_the_deadline_is_reported(stub, make_client, caplog) -> None:
     class ShopAdapter(requests.adapters.HTTPAdapter):
         pass

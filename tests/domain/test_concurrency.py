@@ -23,6 +23,8 @@ ROUNDS = 100
 AMOUNTS = [Decimal(text) for text in ("0.50", "1.00", "1.50", "0.70", "2.30")]
 
 
+# Two thousand refunds raced on twenty connections take 20 s or more: `make test` runs it, `make quick` not.
+@pytest.mark.slow
 def test_twenty_threads_racing_partial_refunds_never_exceed_the_paid_amount(
     postgresql: None, make_trade: Callable[..., Trade], recorded_dispatch: list[int]
 ) -> None:
