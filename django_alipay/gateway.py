@@ -18,8 +18,25 @@ from django_alipay.fields import EncryptedTextField, Secret
 from django_alipay.models import Merchant
 from django_alipay.protocol.client import PRODUCTION_URLS, GatewayClient
 from django_alipay.protocol.clock import Clock, SystemClock
+from django_alipay.protocol.transport import Transport
 
-__all__ = ["ClientPool", "check_configuration", "client", "client_for", "shared_client"]
+__all__ = ["ClientPool", "check_configuration", "client", "client_for", "shared_client", "use_transport"]
+
+#: What every client built from now on sends through instead of HTTP; None: HTTP. See :func:`use_transport`.
+_transport: Transport | None = None
+
+
+def use_transport(transport: Transport | None) -> Transport | None:
+    """Send the gateway calls of every client built from now on through ``transport`` (None: over HTTP
+    again), and return the one it replaces.
+
+    For tests that drive the domain without a gateway: ``django_alipay.testing.mock_gateway`` wraps it with a
+    ``MockTransport``. The kept clients of :func:`client` follow on their next use (the transport is part of
+    what they are built from); a client already handed out keeps the transport it was built with.
+    """
+    global _transport
+    previous, _transport = _transport, transport
+    return previous
 
 
 def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None = None) -> GatewayClient:
@@ -32,7 +49,8 @@ def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None
     needs.
 
     Each call builds a new client that keeps its own connections: close it (or use it in a ``with`` block).
-    Library code uses :func:`client` instead.
+    Library code uses :func:`client` instead. The client sends through the transport :func:`use_transport`
+    set, if any.
     """
     if (
         instore
@@ -54,6 +72,7 @@ def client_for(merchant: Merchant, *, instore: bool = False, clock: Clock | None
         clock=clock,
         notify_verify_url=merchant.resolved_notify_verify_url(),
         notify_verify_method="POST" if merchant.notify_verify_method == "POST" else "GET",
+        transport=_transport,
     )
 
 
@@ -120,6 +139,7 @@ def _fingerprint(merchant: Merchant, instore: bool) -> str:
         str(app_settings.HTTP_CONNECT_TIMEOUT),
         str(app_settings.HTTP_READ_TIMEOUT),
         str(app_settings.HTTP_TOTAL_TIMEOUT),
+        "" if _transport is None else f"transport {id(_transport)}",
     ]
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -21,6 +21,7 @@ from .builders import (
 )
 from .clock import BeijingClock, standing_at
 from .emulator import Delivery, EmulatorProcess, Payment
+from .gateway import mock_gateway
 from .shop import notification_for, post_notification
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "build_return_query",
     "build_trade_notification",
     "faults",
+    "mock_gateway",
     "new_notify_id",
     "new_trade_no",
     "notification_for",
