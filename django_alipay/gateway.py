@@ -24,6 +24,8 @@ __all__ = ["ClientPool", "check_configuration", "client", "client_for", "shared_
 
 #: What every client built from now on sends through instead of HTTP; None: HTTP. See :func:`use_transport`.
 _transport: Transport | None = None
+#: Counts the calls of :func:`use_transport`: part of a kept client's fingerprint (an ``id()`` can be reused).
+_transport_generation = 0
 
 
 def use_transport(transport: Transport | None) -> Transport | None:
@@ -34,8 +36,9 @@ def use_transport(transport: Transport | None) -> Transport | None:
     ``MockTransport``. The kept clients of :func:`client` follow on their next use (the transport is part of
     what they are built from); a client already handed out keeps the transport it was built with.
     """
-    global _transport
+    global _transport, _transport_generation
     previous, _transport = _transport, transport
+    _transport_generation += 1
     return previous
 
 
@@ -139,7 +142,7 @@ def _fingerprint(merchant: Merchant, instore: bool) -> str:
         str(app_settings.HTTP_CONNECT_TIMEOUT),
         str(app_settings.HTTP_READ_TIMEOUT),
         str(app_settings.HTTP_TOTAL_TIMEOUT),
-        "" if _transport is None else f"transport {id(_transport)}",
+        "" if _transport is None else f"transport {_transport_generation}",
     ]
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -14,7 +14,7 @@ from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
 from tests import factories
 from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
-from tests.domain.fakegateway import FakeGateway
+from tests.domain.fakegateway import FakeGateway, in_memory
 from tests.tasks.support import Emulator
 
 NOW = datetime(2024, 5, 2, 12, 0, tzinfo=BEIJING)
@@ -22,9 +22,9 @@ NOW = datetime(2024, 5, 2, 12, 0, tzinfo=BEIJING)
 
 @pytest.fixture
 def gateway() -> Iterator[FakeGateway]:
-    fake = FakeGateway()
-    yield fake
-    fake.close()
+    """The scripted fake gateway, answering this process's calls in memory."""
+    with in_memory() as fake:
+        yield fake
 
 
 @pytest.fixture

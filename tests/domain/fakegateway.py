@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -12,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from django_alipay import gateway as alipay_gateway
 from django_alipay.protocol import envelope
+from django_alipay.protocol.transport import HttpTransport, MockTransport, Request, Response
 from tests.conftest import TEST_MD5_KEY
 
 
@@ -42,10 +45,11 @@ Answer = Callable[[dict[str, str]], Reply]
 class FakeGateway:
     """Answers each service by default, or as queued with :meth:`once` / set with :meth:`on`.
 
-    ``trades`` maps an order number to the fields the query services report for it.
+    ``trades`` maps an order number to the fields the query services report for it. ``over_http`` False:
+    no server; :meth:`reply_to` answers in memory (see :class:`Routed`), for tests in this process only.
     """
 
-    def __init__(self, md5_key: str = TEST_MD5_KEY) -> None:
+    def __init__(self, md5_key: str = TEST_MD5_KEY, *, over_http: bool = True) -> None:
         self.md5_key = md5_key
         self.calls: list[Call] = []
         self.trades: dict[str, dict[str, str]] = {}
@@ -78,6 +82,9 @@ class FakeGateway:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        self.server: ThreadingHTTPServer | None = None
+        if not over_http:
+            return
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
@@ -87,12 +94,21 @@ class FakeGateway:
 
     @property
     def url(self) -> str:
+        if self.server is None:
+            return IN_MEMORY_URL
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/gateway.do"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def reply_to(self, request: Request) -> Response:
+        """The answer to ``request`` without HTTP: what the server would send (a Date header included)."""
+        reply = self._answer(request.params)
+        date = format_datetime((reply.date or datetime.now(UTC)).astimezone(UTC), usegmt=True)
+        return Response(reply.status, {"Content-Type": reply.content_type, "Date": date}, reply.body)
 
     # --- scripting ---------------------------------------------------------------------------------------
 
@@ -190,3 +206,40 @@ class FakeGateway:
                 }
             )
         return self.refused("ILLEGAL_SERVICE")
+
+
+#: The gateway URL of an in-memory FakeGateway: nothing resolves it, only :class:`Routed` answers it.
+IN_MEMORY_URL = "http://fake-gateway.invalid/gateway.do"
+
+
+class Routed:
+    """A transport for ``gateway.use_transport``: calls to an in-memory FakeGateway's URL are answered by it
+    (through a MockTransport, so deadlines and size limits still apply); every other URL (an emulator, the
+    discard port) goes over HTTP as usual."""
+
+    def __init__(self, fake: FakeGateway) -> None:
+        self.memory = MockTransport(fake.reply_to)
+        self.http = HttpTransport()
+
+    def send(self, request: Request) -> Response:
+        if request.url.startswith(IN_MEMORY_URL):
+            return self.memory.send(request)
+        return self.http.send(request)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@contextmanager
+def in_memory(md5_key: str = TEST_MD5_KEY) -> Iterator[FakeGateway]:
+    """A FakeGateway answering this process's gateway calls in memory (no socket, no server thread) for the
+    block: the fixture of tests whose calls are all made here (a worker in another process needs
+    ``FakeGateway()`` over HTTP, or the emulator)."""
+    fake = FakeGateway(md5_key, over_http=False)
+    route = Routed(fake)
+    previous = alipay_gateway.use_transport(route)
+    try:
+        yield fake
+    finally:
+        alipay_gateway.use_transport(previous)
+        route.close()

@@ -18,7 +18,7 @@ from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
 from tests import factories
 from tests.conftest import TEST_MD5_KEY, TEST_PARTNER
-from tests.domain.fakegateway import FakeGateway
+from tests.domain.fakegateway import FakeGateway, in_memory
 from tests.tasks.support import Emulator, Workers
 
 PAID_AT = datetime(2024, 5, 1, 12, 0, 0, tzinfo=BEIJING)
@@ -119,10 +119,10 @@ def workers(transactional_db: None, tmp_path: Path, redis_url: str, clean_redis:
 
 @pytest.fixture
 def gateway() -> Iterator[FakeGateway]:
-    """A small scripted gateway over real HTTP (for the unit tests; the worker tests use the emulator)."""
-    fake = FakeGateway()
-    yield fake
-    fake.close()
+    """The scripted fake gateway, answering this process's calls in memory (the worker tests use the
+    emulator)."""
+    with in_memory() as fake:
+        yield fake
 
 
 @pytest.fixture

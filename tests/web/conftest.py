@@ -13,7 +13,7 @@ from django.test import Client
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.clock import BEIJING
 from tests import factories
-from tests.domain.fakegateway import FakeGateway
+from tests.domain.fakegateway import FakeGateway, in_memory
 
 PAID_AT = datetime(2024, 5, 1, 12, 0, 0, tzinfo=BEIJING)
 FORM = "application/x-www-form-urlencoded"
@@ -22,9 +22,9 @@ _numbers = itertools.count(1)
 
 @pytest.fixture
 def gateway() -> Iterator[FakeGateway]:
-    fake = FakeGateway()
-    yield fake
-    fake.close()
+    """The scripted fake gateway, answering this process's calls in memory."""
+    with in_memory() as fake:
+        yield fake
 
 
 @pytest.fixture
