@@ -44,7 +44,6 @@ from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q, Value
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
@@ -63,13 +62,14 @@ from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 from django_alipay.models.refund import ERROR_CODE_MAX
 from django_alipay.protocol import clock as protocol_clock
 from django_alipay.protocol import money
-from django_alipay.protocol.codes import TradeStatus, lookup_error
-from django_alipay.protocol.errors import (
-    AlipayBusinessError,
-    AlipayError,
-    AlipayGatewayError,
-    InvalidParameterError,
-    TransportError,
+from django_alipay.protocol.codes import OUTCOME_UNKNOWN_CODES, TradeStatus, Verdict
+from django_alipay.protocol.errors import AlipayError, InvalidParameterError
+from django_alipay.protocol.interpretation import verdict_of
+from django_alipay.protocol.services import (
+    CancelResult,
+    ForexRefundResult,
+    SpotRefundResult,
+    SpotReverseResult,
 )
 
 __all__ = [
@@ -100,8 +100,8 @@ SYNC_REFUND_BLACKOUT = (dtime(0, 0), dtime(1, 30))
 
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 _REASON_MAX = {True: 100, False: 128}  # forex_refund String(100), spot refund String(128)
-# Codes that, on a first attempt, still do not prove the refund was not made.
-_INCONCLUSIVE_CODES = frozenset({"REPEATED_REFUNDMENT_REQUEST"})
+# Codes that, on a first attempt, still do not prove the refund was not made (the protocol's table).
+_INCONCLUSIVE_CODES = OUTCOME_UNKNOWN_CODES
 
 
 @dataclass(frozen=True)
@@ -891,38 +891,27 @@ def _call(refund: Refund, trade: Trade, request: Mapping[str, str]) -> Any:
 #: a call carrying a timestamp was refused while the two clocks differed by more than its validity.
 CLOCK_SKEW_FIELD = "clock_skew_seconds"
 
-# Stored on the refund in English (a record); marked so that the admin and the API show them translated.
-_RESEND_ASKED = gettext_noop("Alipay asks for the request to be sent again.")
-_OUTCOME_NOT_KNOWN = gettext_noop("Alipay does not know the outcome yet.")
-_UNEXPECTED_CODE = gettext_noop("Unexpected result code.")
-
 
 @dataclass(frozen=True)
 class _Outcome:
+    """What a call's answer makes of the refund: its status, and the code, description and fields to keep."""
+
     status: RefundStatus
     code: str = ""
     description: str = ""
     fields: Mapping[str, str] | None = None
 
 
-def _interpret(refund: Refund, answer: Any, request: Mapping[str, str]) -> _Outcome:
-    """What a successful call's answer means for the refund."""
-    fields = {str(k): str(v) for k, v in getattr(answer, "fields", {}).items()}
-    code = fields.get("result_code", "")
-    error = fields.get("error") or fields.get("detail_error_code") or ""
-    description = fields.get("detail_error_des", "")
-    if code in ("FAIL", "FAILED"):
-        if fields.get("retry_flag") == "Y":
-            return _Outcome(RefundStatus.UNKNOWN, error or code, _RESEND_ASKED, fields)
-        return _Outcome(
-            RefundStatus.FAILED, error or code, description or lookup_error(error).description, fields
-        )
-    if code in ("UNKNOW", "UNKNOWN"):
-        return _Outcome(RefundStatus.UNKNOWN, code, _OUTCOME_NOT_KNOWN, fields)
-    if code not in ("", "SUCCESS"):
-        return _Outcome(RefundStatus.UNKNOWN, code, _UNEXPECTED_CODE, fields)
+#: What the refund calls return. The client returns a result only when the gateway did what was asked; every
+#: other answer is an error, whose meaning :func:`_outcome_of_error` reads.
+_RefundAnswer = ForexRefundResult | SpotRefundResult | SpotReverseResult | CancelResult
+
+
+def _interpret(refund: Refund, answer: _RefundAnswer, request: Mapping[str, str]) -> _Outcome:
+    """What a successful call's answer means for the refund: made, or only accepted when it was sent
+    asynchronously (its result then comes as a notification)."""
+    fields = dict(answer.fields)
     if refund.kind == RefundKind.REFUND and request.get("is_sync") != "Y":
-        # Accepted, not refunded: the result comes as a notification.
         return _Outcome(RefundStatus.SUBMITTED, fields=fields)
     return _Outcome(RefundStatus.SUCCEEDED, fields=fields)
 
@@ -938,18 +927,24 @@ def clock_skew_of(refund: Refund) -> timedelta | None:
 
 
 def _outcome_of_error(exc: AlipayError, *, conclusive: bool) -> _Outcome:
+    """What a call's error makes of the refund, by the error's verdict (``interpretation.verdict_of``).
+
+    ``conclusive``: the call was the first for a request no earlier attempt may have delivered. Only then does
+    NOT_SENT put the refund back to REQUESTED and REFUSED make it FAILED; anything else (and those two after
+    an earlier attempt) keeps the amount reserved, UNKNOWN, until an answer settles it.
+    """
     code = exc.code or type(exc).__name__
     description = exc.description or exc.message
     fields = {"error": exc.code or "", "description": description}
     if exc.clock_skew is not None:
         # The likely cause of the refusal: kept so that the admin can say so (see CLOCK_SKEW_FIELD).
         fields[CLOCK_SKEW_FIELD] = f"{exc.clock_skew.total_seconds():+.0f}"
-    if isinstance(exc, TransportError) and conclusive:
+    verdict = verdict_of(exc)
+    if verdict is Verdict.NOT_SENT and conclusive:
         # Never sent: back to REQUESTED so the next attempt is a first attempt again. Not after an earlier
         # attempt, which may have been delivered: its refund stays UNKNOWN until an answer settles it.
         return _Outcome(RefundStatus.REQUESTED, code, description, fields)
-    definitive = isinstance(exc, AlipayGatewayError | AlipayBusinessError) and not exc.retryable
-    if definitive and conclusive and exc.code not in _INCONCLUSIVE_CODES and lookup_error(exc.code).is_known:
+    if verdict is Verdict.REFUSED and conclusive:
         return _Outcome(RefundStatus.FAILED, code, description, fields)
     return _Outcome(RefundStatus.UNKNOWN, code, description, fields)
 

@@ -30,6 +30,7 @@ from django_alipay.protocol.errors import (
     AmountError,
     InvalidParameterError,
 )
+from django_alipay.protocol.services import SpotPayResult
 
 __all__ = [
     "StatusChange",
@@ -304,26 +305,14 @@ def _start_spot_pay(trade: Trade, request: dict[str, Any]) -> TradeStart:
             "spot pay of %s has an unknown outcome (%s); it will be queried", trade.out_trade_no, exc.code
         )
         return TradeStart(trade=trade, error=exc)
-    return TradeStart(trade=trade, error=_apply_instore_result(trade, result))
+    _apply_instore_result(trade, result)
+    return TradeStart(trade=trade)
 
 
-def _apply_instore_result(trade: Trade, result: Any) -> AlipayError | None:
-    """Apply a spot pay / query answer; returns an error when the payment failed or its outcome is unknown."""
-    code = str(result.fields.get("result_code", ""))
-    if code in ("FAIL", "FAILED"):
-        error = str(result.fields.get("error", ""))
-        _close_refused(trade, error, "")
-        return AlipayBusinessError(
-            f"Alipay refused the payment: {error or code}",
-            code=error or None,
-            out_trade_no=trade.out_trade_no,
-        )
-    status = result.fields.get("alipay_trans_status") or ("TRADE_SUCCESS" if code == "SUCCESS" else "")
-    if not status:
-        _record_answer(trade, result.fields)
-        return AlipayError(
-            f"in-store result {code or 'missing'}: the payment will be queried", code=code or None
-        )
+def _apply_instore_result(trade: Trade, result: SpotPayResult) -> None:
+    """Apply a spot pay answer: the client returns one only when the payment was made (a refusal or an
+    unknown outcome raises), so the trade is paid unless the answer names another status."""
+    status = result.fields.get("alipay_trans_status") or TradeStatus.TRADE_SUCCESS
     apply_status(
         trade,
         status=status,
@@ -336,7 +325,6 @@ def _apply_instore_result(trade: Trade, result: Any) -> AlipayError | None:
         params=result.fields,
         source="gateway",
     )
-    return None
 
 
 def _close_refused(trade: Trade, code: str, description: str) -> None:
@@ -365,11 +353,6 @@ def _start_precreate(trade: Trade, request: dict[str, Any]) -> TradeStart:
 def _time(result: Any, name: str) -> datetime | None:
     value = getattr(result, name, None)
     return value if isinstance(value, datetime) else None
-
-
-def _record_answer(trade: Trade, fields: Mapping[str, Any]) -> None:
-    Trade.objects.filter(pk=trade.pk).update(gateway_response=_jsonable(fields))
-    trade.gateway_response = _jsonable(fields)
 
 
 def _jsonable(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -684,7 +667,7 @@ def _query(trade: Trade, pool: gateway.ClientPool | None) -> dict[str, Any] | No
             "params": fields,
             "source": "query",
         }
-    if str(fields.get("result_code", "")) != "SUCCESS" or not fields.get("alipay_trans_status"):
+    if not fields.get("alipay_trans_status"):
         if fields.get("error") in _NOT_FOUND_CODES:
             return None
         raise AlipayBusinessError(

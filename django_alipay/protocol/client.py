@@ -372,10 +372,10 @@ class GatewayClient:
     def create_forex_trade(
         self,
         *,
-        subject: Text | None = UNSET,
+        subject: Text,
         body: Text | None = UNSET,
-        out_trade_no: Text | None = UNSET,
-        currency: Text | None = UNSET,
+        out_trade_no: Text,
+        currency: Text,
         total_fee: Amount | None = UNSET,
         rmb_fee: Amount | None = UNSET,
         notify_url: Text | None = UNSET,
@@ -398,10 +398,10 @@ class GatewayClient:
     def create_forex_trade_wap(
         self,
         *,
-        subject: Text | None = UNSET,
+        subject: Text,
         body: Text | None = UNSET,
-        out_trade_no: Text | None = UNSET,
-        currency: Text | None = UNSET,
+        out_trade_no: Text,
+        currency: Text,
         total_fee: Amount | None = UNSET,
         rmb_fee: Amount | None = UNSET,
         notify_url: Text | None = UNSET,
@@ -438,9 +438,9 @@ class GatewayClient:
     def forex_refund(
         self,
         *,
-        out_return_no: Text | None = UNSET,
-        out_trade_no: Text | None = UNSET,
-        currency: Text | None = UNSET,
+        out_return_no: Text,
+        out_trade_no: Text,
+        currency: Text,
         return_amount: Amount | None = UNSET,
         return_rmb_amount: Amount | None = UNSET,
         gmt_return: When | None = UNSET,
@@ -462,12 +462,12 @@ class GatewayClient:
         *,
         alipay_seller_id: Text | None = UNSET,
         quantity: Count | None = UNSET,
-        trans_name: Text | None = UNSET,
-        partner_trans_id: Text | None = UNSET,
-        currency: Text | None = UNSET,
+        trans_name: Text,
+        partner_trans_id: Text,
+        currency: Text,
         trans_currency: Text | None = UNSET,
-        trans_amount: Amount | None = UNSET,
-        buyer_identity_code: Text | None = UNSET,
+        trans_amount: Amount,
+        buyer_identity_code: Text,
         identity_code_type: Text | None = UNSET,
         trans_create_time: When | None = UNSET,
         memo: Text | None = UNSET,
@@ -487,12 +487,12 @@ class GatewayClient:
         *,
         timestamp: When | None = UNSET,
         terminal_timestamp: Epoch | None = UNSET,
-        out_trade_no: Text | None = UNSET,
-        subject: Text | None = UNSET,
+        out_trade_no: Text,
+        subject: Text,
         product_code: Text | None = UNSET,
         trans_currency: Text | None = UNSET,
         currency: Text | None = UNSET,
-        total_fee: Amount | None = UNSET,
+        total_fee: Amount,
         price: Amount | None = UNSET,
         quantity: Count | None = UNSET,
         seller_id: Text | None = UNSET,
@@ -522,11 +522,11 @@ class GatewayClient:
     def spot_refund(
         self,
         *,
-        partner_trans_id: Text | None = UNSET,
+        partner_trans_id: Text,
         alipay_trans_id: Text | None = UNSET,
-        partner_refund_id: Text | None = UNSET,
-        currency: Text | None = UNSET,
-        refund_amount: Amount | None = UNSET,
+        partner_refund_id: Text,
+        currency: Text,
+        refund_amount: Amount,
         refund_reason: Text | None = UNSET,
         is_sync: Flag | None = UNSET,
         notify_url: Text | None = UNSET,
@@ -537,7 +537,7 @@ class GatewayClient:
     def spot_reverse(
         self,
         *,
-        partner_trans_id: Text | None = UNSET,
+        partner_trans_id: Text,
     ) -> SpotReverseResult:
         """Reverse today's (Beijing time) in-store payment ``partner_trans_id`` in full."""
         return self._xml(services.SPOT_REVERSE, _given(locals()), SpotReverseResult)
@@ -547,7 +547,7 @@ class GatewayClient:
         *,
         timestamp: When | None = UNSET,
         terminal_timestamp: Epoch | None = UNSET,
-        out_trade_no: Text | None = UNSET,
+        out_trade_no: Text,
         trade_no: Text | None = UNSET,
     ) -> CancelResult:
         """Cancel in-store trade ``out_trade_no``: closed if unpaid, refunded if paid today (Beijing time)."""
@@ -584,8 +584,8 @@ class GatewayClient:
     def forex_compare_file(
         self,
         *,
-        start_date: Day | None = UNSET,
-        end_date: Day | None = UNSET,
+        start_date: Day,
+        end_date: Day,
     ) -> FileResult[TransactionRecord]:
         """Download the transactions of ``start_date``..``end_date`` (at most 10 days apart, before today)."""
         return self._file(services.FOREX_COMPARE_FILE, _given(locals()))
@@ -593,8 +593,8 @@ class GatewayClient:
     def forex_liquidation_file(
         self,
         *,
-        start_date: Day | None = UNSET,
-        end_date: Day | None = UNSET,
+        start_date: Day,
+        end_date: Day,
     ) -> FileResult[SettlementRecord]:
         """Download the settlements of ``start_date``..``end_date`` (at most 10 days apart, before today)."""
         return self._file(services.FOREX_LIQUIDATION_FILE, _given(locals()))

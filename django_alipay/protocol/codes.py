@@ -12,6 +12,7 @@ from django_alipay.protocol.errors import InvalidParameterError
 
 __all__ = [
     "ERROR_CODES",
+    "OUTCOME_UNKNOWN_CODES",
     "AdditionalTradeStatus",
     "Category",
     "ErrorCode",
@@ -22,12 +23,34 @@ __all__ = [
     "Service",
     "SignType",
     "TradeStatus",
+    "Verdict",
     "can_transition",
     "lookup_error",
     "parse_trade_status",
+    "result_code_verdict",
 ]
 
 Category = Literal["gateway", "business", "system", "unknown"]
+
+
+class Verdict(enum.Enum):
+    """What an answer says became of the operation asked for: the one reading of result and error codes.
+
+    Every ``result_code`` (:func:`result_code_verdict`) and every error code (:attr:`ErrorCode.verdict`) the
+    gateway sends has one; ``interpretation.verdict_of`` gives the verdict of any error the client raises.
+    Code that acts on an answer decides by its verdict (or the error's type), never by the code's text.
+    """
+
+    #: The operation happened.
+    DONE = "done"
+    #: A definitive refusal: the operation did not happen, and the very same request never will make it.
+    REFUSED = "refused"
+    #: Refused for now: the very same request, sent again later, may succeed.
+    RETRY = "retry"
+    #: The operation may or may not have happened: query before acting, never start it anew.
+    UNKNOWN = "unknown"
+    #: The request never reached the gateway: sending it again is safe.
+    NOT_SENT = "not_sent"
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,21 @@ class ErrorCode:
     def is_known(self) -> bool:
         """True when the code is in the catalog."""
         return self.category != "unknown"
+
+    @property
+    def verdict(self) -> Verdict:
+        """What a refusal with this code says of the operation, before the call's own circumstances count.
+
+        A gateway or business refusal in the catalog is REFUSED, except the codes of OUTCOME_UNKNOWN_CODES.
+        A system error is RETRY when sending the same request again can help, else UNKNOWN: Alipay's own
+        systems failing does not prove that nothing was done. A code not in the catalog (or no code) proves
+        nothing: UNKNOWN.
+        """
+        if self.category == "system":
+            return Verdict.RETRY if self.retryable else Verdict.UNKNOWN
+        if self.category == "unknown" or self.code in OUTCOME_UNKNOWN_CODES:
+            return Verdict.UNKNOWN
+        return Verdict.REFUSED
 
 
 def _gateway(code: str, description: str, hint: str = "") -> ErrorCode:
@@ -233,6 +271,10 @@ _CATALOG: tuple[ErrorCode, ...] = (
 )
 
 ERROR_CODES: Final[Mapping[str, ErrorCode]] = types.MappingProxyType({e.code: e for e in _CATALOG})
+
+#: Refusals that prove only that the request (its refund id) arrived before, not what became of it: their
+#: verdict is UNKNOWN, and the refund's notification or the transaction file of its day settles it.
+OUTCOME_UNKNOWN_CODES: Final = frozenset({"REPEATED_REFUNDMENT_REQUEST"})
 
 # An unknown code comes from the network: show at most this much of it, escaped, in the description.
 _MAX_SHOWN = 64
@@ -486,6 +528,25 @@ class ResultCode(_CatalogEnum):
     def is_unknown(self) -> bool:
         """True when the operation may or may not have happened (UNKNOW, UNKNOWN)."""
         return self in (ResultCode.UNKNOW, ResultCode.UNKNOWN)
+
+    @property
+    def verdict(self) -> Verdict:
+        """DONE for SUCCESS, REFUSED for FAIL/FAILED (the error code and ``retry_flag`` may soften it: see
+        ``interpretation.check_result_code``), UNKNOWN for UNKNOW/UNKNOWN."""
+        if self.is_success:
+            return Verdict.DONE
+        if self.is_failure:
+            return Verdict.REFUSED
+        return Verdict.UNKNOWN
+
+
+def result_code_verdict(result_code: str) -> Verdict:
+    """The verdict of a ``result_code`` as received: a code this catalog does not know (``PROCESSING`` or
+    any other) is UNKNOWN, since nothing says the operation did or did not happen."""
+    try:
+        return ResultCode(result_code).verdict
+    except ValueError:
+        return Verdict.UNKNOWN
 
 
 class SignType(_CatalogEnum):

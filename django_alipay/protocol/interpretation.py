@@ -2,6 +2,9 @@
 
 Parsing the envelope, checking the response signature, reading ``result_code`` and choosing the exception type
 of an Alipay error code by its catalog category all happen here, and nowhere else; the client only sends.
+A call returns its result only when the gateway did what was asked (``is_success=T`` and, for the services
+that have one, ``result_code`` SUCCESS); every other answer raises, and :func:`verdict_of` says what the
+error means for the operation (the tables are :mod:`django_alipay.protocol.codes`' verdicts).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from django_alipay.protocol import envelope, services, signing
-from django_alipay.protocol.codes import ResultCode, lookup_error
+from django_alipay.protocol.codes import ResultCode, Verdict, lookup_error, result_code_verdict
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
     AlipayError,
@@ -23,6 +26,7 @@ from django_alipay.protocol.errors import (
     InvalidParameterError,
     OutcomeUnknownError,
     SignatureError,
+    TransportError,
 )
 from django_alipay.protocol.services import ForexRefundResult, ServiceDefinition
 
@@ -34,6 +38,7 @@ __all__ = [
     "interpret_verify",
     "interpret_xml",
     "refusal",
+    "verdict_of",
 ]
 
 #: The gateway lets a request ``timestamp`` expire after 30 minutes (cancel, precreate).
@@ -126,11 +131,16 @@ def check_result_code(
     note: str = "",
     clock_skew: timedelta | None = None,
 ) -> None:
-    """Return for SUCCESS; raise the refusal for FAIL/FAILED, OutcomeUnknownError for anything else."""
+    """Return for a DONE result code (SUCCESS); raise the refusal for a REFUSED one (FAIL, FAILED), whose
+    ``retry_flag=Y`` makes it retryable; OutcomeUnknownError for anything else, known (UNKNOW, UNKNOWN) or
+    not; GatewayResponseError when there is none."""
     code = fields.get("detail_error_code") or fields.get("error")
-    if result_code == ResultCode.SUCCESS:
+    if result_code is None:
+        raise GatewayResponseError("the response has no result_code", **context)
+    verdict = result_code_verdict(result_code)
+    if verdict is Verdict.DONE:
         return
-    if result_code in (ResultCode.FAIL, ResultCode.FAILED):
+    if verdict is Verdict.REFUSED:
         retry_flag = fields.get("retry_flag")
         raise refusal(
             definition,
@@ -142,15 +152,32 @@ def check_result_code(
             clock_skew=clock_skew,
         )
     entry = lookup_error(code) if code else None
-    if result_code in (ResultCode.UNKNOW, ResultCode.UNKNOWN):
+    if result_code in {member.value for member in ResultCode}:
         message = f"the gateway reports result_code={result_code}: the outcome is not known yet; query it"
-    elif result_code is None:
-        raise GatewayResponseError("the response has no result_code", **context)
     else:
         message = f"the gateway reports an unrecognised result_code {result_code[:40]!r}; query before acting"
     raise OutcomeUnknownError(
         message, code=code or None, description=entry.description if entry else None, **context
     )
+
+
+def verdict_of(error: AlipayError) -> Verdict:
+    """What an error of a call says became of the operation, read from its type, its code and ``retryable``.
+
+    TransportError: NOT_SENT. OutcomeUnknownError (a lost, unparsable or untrusted answer, a system error of a
+    state-changing call, an UNKNOW/UNKNOWN result code): UNKNOWN. A refusal (AlipayGatewayError,
+    AlipayBusinessError, AlipaySystemError): RETRY when repeating it can help (a retryable system error,
+    ``retry_flag=Y``), else its code's :attr:`~django_alipay.protocol.codes.ErrorCode.verdict` (REFUSED for
+    a catalog refusal that proves nothing was done). Any other error (one raised before the request was
+    built or sent) proves nothing of the gateway's side: UNKNOWN.
+    """
+    if isinstance(error, TransportError):
+        return Verdict.NOT_SENT
+    if isinstance(error, OutcomeUnknownError):
+        return Verdict.UNKNOWN
+    if isinstance(error, AlipayGatewayError | AlipayBusinessError | AlipaySystemError):
+        return Verdict.RETRY if error.retryable else lookup_error(error.code).verdict
+    return Verdict.UNKNOWN
 
 
 def refusal(

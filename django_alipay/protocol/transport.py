@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
@@ -218,44 +218,44 @@ class _DeadlineHTTPResponse(http.client.HTTPResponse):
         self.fp = io.BufferedReader(_DeadlineReader(raw, sock, call.ends, sock.gettimeout()))
 
 
-def _note_connect(conn: Any, connect: Callable[[], None]) -> None:
-    call = _current_call()
-    if call is not None:
-        call.instrumented = True
-    connect()
-    if call is not None:
-        call.connected = True
+if TYPE_CHECKING:
+    _Connection = urllib3.connection.HTTPConnection
+else:
+    _Connection = object
 
 
-def _note_request(conn: Any, request: Callable[[], None]) -> None:
-    call = _current_call()
-    if call is not None:
-        call.instrumented = True
-        if getattr(conn, "sock", None) is not None:
+class _DeadlineConnection(_Connection):
+    """What the HTTP and HTTPS connections share: answers read within the calling thread's deadline, and a
+    note on the call of whether this connection was used (``instrumented``) and reached the gateway
+    (``connected``), which tells "never sent" from "may have been sent" when the call fails."""
+
+    response_class = _DeadlineHTTPResponse
+
+    def connect(self) -> None:
+        call = _current_call()
+        if call is not None:
+            call.instrumented = True
+        super().connect()
+        if call is not None:
             call.connected = True
-    request()
-    if call is not None:
-        call.connected = True
-
-
-class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = _DeadlineHTTPResponse
-
-    def connect(self) -> None:
-        _note_connect(self, super().connect)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _note_request(self, lambda: super(_DeadlineHTTPConnection, self).request(*args, **kwargs))
+        call = _current_call()
+        if call is not None:
+            call.instrumented = True
+            if getattr(self, "sock", None) is not None:
+                call.connected = True
+        super().request(*args, **kwargs)
+        if call is not None:
+            call.connected = True
 
 
-class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineHTTPResponse
+class _DeadlineHTTPConnection(_DeadlineConnection, urllib3.connection.HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        _note_connect(self, super().connect)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _note_request(self, lambda: super(_DeadlineHTTPSConnection, self).request(*args, **kwargs))
+class _DeadlineHTTPSConnection(_DeadlineConnection, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _DeadlineHTTPConnectionPool(urllib3.HTTPConnectionPool):

@@ -480,10 +480,10 @@ def test_every_service_has_refusal_cases():
         ("precreate", {**PRECREATE, "subject": None}),
         ("overseas_query", {}),
         ("spot_refund", {**SPOT_REFUND, "partner_refund_id": "P1"}),
-        ("spot_reverse", {}),
-        ("cancel", {}),
+        ("spot_reverse", {"partner_trans_id": "P" * 65}),
+        ("cancel", {"out_trade_no": "C" * 65}),
         ("forex_compare_file", {"start_date": date(2024, 5, 5), "end_date": date(2024, 5, 1)}),
-        ("forex_liquidation_file", {}),
+        ("forex_liquidation_file", {"start_date": date(2024, 5, 5), "end_date": date(2024, 5, 1)}),
     ],
 )
 def test_client_refuses_before_sending(stub, make_client, method, kwargs):

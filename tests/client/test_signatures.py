@@ -45,6 +45,36 @@ def test_a_method_names_exactly_its_service_s_parameters(method: str) -> None:
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_method_requires_exactly_the_parameters_its_service_requires(method: str) -> None:
+    """A parameter services.py marks required and fills from nothing (no ``default``) has no default in the
+    signature, so Python, an IDE and mypy say it is missing; its type does not take None ("leave it out")."""
+    parameters = inspect.signature(getattr(GatewayClient, method)).parameters
+    must_give = {p.name for p in METHODS[method].params if p.required and p.default is None}
+
+    without_default = {
+        n for n, p in parameters.items() if n != "self" and p.default is inspect.Parameter.empty
+    }
+    assert without_default == must_give
+    for name in must_give:
+        assert "None" not in str(parameters[name].annotation), name
+        assert parameters[name].kind in (
+            inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+    for name in set(parameters) - must_give - {"self"} - CALL_OPTIONS.get(method, set()):
+        assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+
+
+def test_a_missing_required_parameter_is_a_type_error_before_anything_is_sent() -> None:
+    with pytest.raises(TypeError, match="partner_refund_id"):
+        _client().spot_refund(  # type: ignore[call-arg]
+            partner_trans_id="P1", refund_amount=Decimal("1.00"), currency="USD"
+        )
+    with pytest.raises(TypeError, match="out_trade_no"):
+        _client().cancel()  # type: ignore[call-arg]
+
+
 def _client() -> GatewayClient:
     return GatewayClient(
         partner=PARTNER, sign_type="MD5", key=MD5_KEY, gateway_url="https://gw.test/gateway.do"

@@ -512,6 +512,21 @@ def test_unusable_md5_secret_is_a_key_format_error_without_the_secret(bad):
         signing.verify({"a": "1", "sign": MD5_SIGN, "sign_type": "MD5"}, key=bad)
 
 
+def test_an_md5_key_is_checked_on_every_call_not_only_the_first():
+    """A checked secret is remembered by its text: a bad one still raises each time, after good ones, and
+    a good one in a rotation list does not let a bad one through."""
+    params = {"service": "test", "partner": "123", "sign_type": "MD5", "sign": MD5_SIGN}
+    good = "10000000000000000000000000000000"
+    for _ in range(3):
+        assert signing.verify(params, key=good) is True
+        with pytest.raises(KeyFormatError, match="whitespace"):
+            signing.verify(params, key=good + " ")
+        with pytest.raises(KeyFormatError, match="whitespace"):
+            signing.verify(params, key=[good, " " + good])
+        with pytest.raises(KeyFormatError, match="cannot be encoded in gbk"):
+            signing.verify(params, key="\U0001f600" * 4, charset="gbk")
+
+
 def test_md5_secret_as_bytes_is_appended_as_is():
     params = {"service": "test", "partner": "123"}
     assert signing.sign(params, sign_type="MD5", key=b"10000000000000000000000000000000") == MD5_SIGN
