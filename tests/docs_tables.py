@@ -1,8 +1,8 @@
 """Render the documentation's tables that come from code (settings, checks, life cycles) and rewrite them.
 
-``docs/configuration.md``, ``docs/credentials.md`` and ``docs/refunds.md`` hold blocks between
-``<!-- generated: NAME -->`` and ``<!-- end: NAME -->``; ``tests/test_docs.py`` fails when a block differs
-from what this module renders. Regenerate them with::
+``docs/configuration.md``, ``docs/credentials.md``, ``docs/refunds.md`` and ``docs/architecture.md`` hold
+blocks between ``<!-- generated: NAME -->`` and ``<!-- end: NAME -->``; ``tests/test_docs.py`` fails when a
+block differs from what this module renders. Regenerate them with::
 
     python -m tests.docs_tables
 """
@@ -93,6 +93,8 @@ BLOCKS: tuple[tuple[str, str, Callable[[], str]], ...] = (
     ("credentials.md", "system-checks", render_checks_table),
     ("refunds.md", "refund-moves", render_refund_moves),
     ("refunds.md", "trade-moves", render_trade_moves),
+    ("architecture.md", "refund-moves", render_refund_moves),
+    ("architecture.md", "trade-moves", render_trade_moves),
 )
 
 

@@ -263,6 +263,7 @@ def test_the_refund_and_trade_life_cycles_in_the_docs_are_generated_from_the_dom
         ("refund-moves", docs_tables.render_refund_moves),
         ("trade-moves", docs_tables.render_trade_moves),
     ):
-        assert docs_tables.block("refunds.md", name) == render(), (
-            "docs/refunds.md is stale: run `python -m tests.docs_tables`"
-        )
+        for page in ("refunds.md", "architecture.md"):
+            assert docs_tables.block(page, name) == render(), (
+                f"docs/{page} is stale: run `python -m tests.docs_tables`"
+            )
