@@ -44,7 +44,6 @@ from urllib.parse import unquote_to_bytes
 
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Q, Value, When
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
@@ -324,7 +323,7 @@ def _store_known(
     sql, fields = _store_statement()
     values = [f.get_db_prep_save(f.pre_save(notification, True), connection) for f in fields]
     with _one_statement(), connection.cursor() as cursor:
-        cursor.execute(sql, [merchant_token, *values, hint, *_ACKNOWLEDGED])
+        cursor.execute(sql, [merchant_token, *values, hint, *(str(o.value) for o in _ACKNOWLEDGED)])
         found = cursor.fetchall()
     if not found:
         return None
@@ -831,27 +830,53 @@ def _answer(notification: Notification, result: _Result) -> NotificationAnswer:
     return _success(notification, result.message)
 
 
+@functools.cache
+def _duplicate_statement(column: str) -> str:
+    """The duplicate lookup of :func:`_duplicate` for the object in ``column`` (trade_id or refund_id)."""
+    quote = connection.ops.quote_name
+    table, column = quote(Notification._meta.db_table), quote(column)
+    return (
+        f"SELECT id, params, ({column} = %s AND status = %s) FROM {table} "  # noqa: S608 (our own names)
+        "WHERE merchant_id = %s AND outcome = %s AND id <> %s "
+        f"AND ((notify_id = %s AND notify_id <> '') OR ({column} = %s AND status = %s)) ORDER BY id"
+    )
+
+
 def _duplicate(
-    notification: Notification, merchant: Merchant, *, notify_id: str, **same: Any
+    notification: Notification,
+    merchant: Merchant,
+    *,
+    notify_id: str,
+    trade: Trade | None = None,
+    refund: Refund | None = None,
+    status: str,
 ) -> Notification | None:
     """An earlier *applied* delivery of the same notify_id and signed content, or of the same status for the
-    same object.
+    same object (``trade`` or ``refund``).
 
     A delivery that was stored but not applied (ignored, rejected, retried) never makes a later one a
-    duplicate. One query for both (the first such row); it runs under the trade's row lock.
+    duplicate. One query for both (the first such row), a constant statement (no ORM compilation on every
+    notification); it runs under the trade's row lock, so it sees what a delivery that held the lock before
+    committed.
     """
-    same_status = Q(**same)
-    same_id = Q(notify_id=notify_id) if notify_id else Q(pk__in=[])
-    signed = wire.signed_fields(notification.params)
-    rows = (
-        Notification.objects.filter(merchant=merchant, outcome=ProcessingOutcome.PROCESSED)
-        .filter(same_id | same_status)
-        .exclude(pk=notification.pk)
-        .annotate(by_status=Case(When(same_status, then=Value(True)), default=Value(False)))
-        .only("pk", "params")
-        .order_by("pk")
-    )
-    return next((row for row in rows if row.by_status or wire.signed_fields(row.params) == signed), None)
+    column, target = ("refund_id", refund) if refund is not None else ("trade_id", trade)
+    assert target is not None
+    same = (target.pk, status)
+    processed = ProcessingOutcome.PROCESSED.value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _duplicate_statement(column), [*same, merchant.pk, processed, notification.pk, notify_id, *same]
+        )
+        found = cursor.fetchall()
+    signed: dict[str, str] | None = None
+    for pk, params, by_status in found:
+        if not by_status:
+            signed = wire.signed_fields(notification.params) if signed is None else signed
+            params = json.loads(params) if isinstance(params, str | bytes) else params
+            if wire.signed_fields(params) != signed:
+                continue
+        return Notification.from_db(connection.alias, ("id",), [pk])
+    return None
 
 
 def _partner_mismatch(merchant: Merchant, params: Mapping[str, str]) -> str | None:
