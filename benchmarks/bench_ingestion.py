@@ -687,6 +687,9 @@ def _query_kind(sql: str) -> str:
     import re
 
     verb = sql.split(None, 1)[0].upper()
+    if verb == "WITH" and "INSERT INTO" in sql:  # one statement: find the merchant, store, read earlier rows
+        verb = "WITH SELECT merchant, INSERT"
+        sql = sql[sql.index("INSERT INTO") :]
     table = re.search(r'(?:FROM|UPDATE|INTO)\s+"?(\w+)"?', sql)
     name = table.group(1).removeprefix("django_alipay_").removeprefix("bench_") if table else ""
     extra = " FOR UPDATE" if "FOR UPDATE" in sql else ""
@@ -847,7 +850,7 @@ def _diagnose(
 def diagnose(merchant: Any, notices: Sequence[Notice], label: str) -> Diagnosis:
     """Run ``notices`` through notifications.receive in this process: queries, phases, profile."""
     from django_alipay import gateway
-    from django_alipay.domain import notifications
+    from django_alipay.domain import merchants, notifications
     from django_alipay.models import Merchant
     from django_alipay.protocol import notifications as wire
     from django_alipay.protocol.client import GatewayClient
@@ -863,15 +866,22 @@ def diagnose(merchant: Any, notices: Sequence[Notice], label: str) -> Diagnosis:
         return answer.status == 200 and answer.body == "success"
 
     patches = [
-        (notifications, "_store", "store the raw request (merchant lookup + INSERT)", STEPS[0]),
+        (
+            notifications,
+            "_store_known",
+            "store the raw request, resolve the merchant, read earlier deliveries (one statement)",
+            STEPS[0],
+        ),
+        (merchants, "read_for_notify_token", "of which reading the merchant (not cached, or changed)", ""),
+        (notifications, "_store", "store the raw request the old way (merchant lookup + INSERT)", STEPS[0]),
         (wire, "parse_form", "decode the form", STEPS[1]),
         (notifications, "_update", "_update(): autocommit UPDATE of the row", ""),
         (Merchant, "verification_keys", "decrypt Alipay's public key (Fernet)", ""),
         (wire, "verify_notification", "check the RSA2 signature", STEPS[1]),
         (
             notifications,
-            "_acknowledged",
-            "_acknowledged(): an earlier acknowledged delivery? (SELECT)",
+            "_same_delivery",
+            "_same_delivery(): an earlier acknowledged delivery? (read with the INSERT)",
             STEPS[2],
         ),
         (gateway, "client", "get the gateway client (gateway.client)", STEPS[3]),
@@ -977,7 +987,7 @@ def _plans(merchant: Any, notice: Notice) -> list[str]:
     )
     lines = [f"Query plans with {rows:,} notifications stored:", ""]
     lines.append("```")
-    lines.append("-- _acknowledged(): an earlier acknowledged delivery of this notify_id")
+    lines.append("-- _same_delivery(): an acknowledged delivery of this notify_id (in the store statement)")
     lines.extend(acknowledged.explain(analyze=True).splitlines())
     trade = Trade.objects.filter(merchant=merchant).exclude(trade_no="").first()
     if trade is not None:

@@ -1,12 +1,18 @@
-"""Check a merchant's Alipay credentials and say, in a shop owner's words, what is wrong with them."""
+"""Check a merchant's Alipay credentials and say, in a shop owner's words, what is wrong with them; and keep
+the merchants behind notify URLs cached per process."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
+from django.db.models.expressions import RawSQL
+from django.db.models.signals import post_delete, post_save
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway
@@ -24,7 +30,13 @@ from django_alipay.protocol.errors import (
     TransportError,
 )
 
-__all__ = ["CredentialReport", "check_credentials"]
+__all__ = [
+    "CredentialReport",
+    "cached_for_notify_token",
+    "check_credentials",
+    "forget_notify_tokens",
+    "read_for_notify_token",
+]
 
 logger = logging.getLogger("django_alipay.merchants")
 
@@ -254,3 +266,68 @@ def check_credentials(merchant: Merchant) -> CredentialReport:
         )
     logger.info("credential check of merchant %s: %s", merchant.pk, report.problem or "ok")
     return report
+
+
+# --- the merchant behind a notify URL, cached per process -------------------------------------------------
+
+#: Merchants read for their notify token, each with its row version (PostgreSQL's ``xmin``: it changes with
+#: every write of the row, whoever makes it). One notification needs the merchant; a cached one is used only
+#: when the database says in the same statement that stores the notification that the row is the one cached.
+_by_token: dict[str, tuple[Merchant, str]] = {}
+_by_token_lock = threading.Lock()
+#: More distinct notify tokens than this in one process (a shop has a few merchants) empties the cache.
+NOTIFY_TOKEN_CACHE_SIZE = 256
+
+
+def cached_for_notify_token(token: str, version: str) -> Merchant | None:
+    """The merchant cached for ``token`` if it was read at row version ``version``, else None.
+
+    A shallow copy: callers may set attributes on it without touching the cached one. Its decrypted keys are
+    shared with the cached instance, so they are read once per process and version.
+    """
+    found = _by_token.get(token)
+    if found is None or found[1] != version:
+        return None
+    return copy.copy(found[0])
+
+
+def read_for_notify_token(token: str, *, pk: int | None = None) -> Merchant | None:
+    """The merchant whose notify URL carries ``token`` (the one with ``pk``, if given), read and cached.
+
+    On PostgreSQL the row version comes with it and the merchant is kept for
+    :func:`cached_for_notify_token`; on other databases nothing is cached.
+    """
+    if not isinstance(token, str) or not 0 < len(token) <= 64:
+        return None
+    rows = Merchant.objects.filter(notify_token=token)
+    if pk is not None:
+        rows = rows.filter(pk=pk)
+    if connection.vendor != "postgresql":
+        return rows.first()
+    merchant = rows.annotate(
+        row_version=RawSQL(f"{connection.ops.quote_name(Merchant._meta.db_table)}.xmin::text", ())  # noqa: S611 (the table's own name)
+    ).first()
+    if merchant is not None:
+        with _by_token_lock:
+            if len(_by_token) >= NOTIFY_TOKEN_CACHE_SIZE:
+                _by_token.clear()
+            _by_token[token] = (merchant, merchant.row_version)
+        merchant = copy.copy(merchant)
+    return merchant
+
+
+def forget_notify_tokens(merchant_pk: int | None = None) -> None:
+    """Drop the cached merchants (or those of ``merchant_pk``): the next notification reads them again."""
+    with _by_token_lock:
+        for token in [t for t, (m, _v) in _by_token.items() if merchant_pk is None or m.pk == merchant_pk]:
+            del _by_token[token]
+
+
+def _merchant_changed(sender: type[Merchant], instance: Merchant, **kwargs: Any) -> None:
+    forget_notify_tokens(instance.pk)
+
+
+# Saves and deletions in this process drop the merchant at once; changes made elsewhere (another process, a
+# queryset update) are caught by the row version.
+post_save.connect(_merchant_changed, sender=Merchant, dispatch_uid="django_alipay.merchant-cache-save")
+post_delete.connect(_merchant_changed, sender=Merchant, dispatch_uid="django_alipay.merchant-cache-delete")

@@ -27,25 +27,28 @@ notify_verify before answering ``success``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+import json
 import logging
 import threading
 import time
 import traceback as traceback_module
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
-from django.db.models import Case, Q, Value, When
+from django.db import IntegrityError, connection, transaction
 from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, refunds, rows, settlement, trades
+from django_alipay.domain import clock, merchants, refunds, rows, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
 from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import (
@@ -221,6 +224,133 @@ def _store(
         )
 
 
+@dataclass(frozen=True)
+class _Earlier:
+    """Acknowledged (processed or ignored) deliveries of one notify_id, read as the request was stored.
+
+    ``notify_id`` is what the raw request seemed to carry, read before anything was trusted: the rows stand in
+    for the lookup after verification only when the verified notify_id is the same.
+    """
+
+    notify_id: str
+    rows: list[Notification]
+
+
+def _notify_id_hint(body: bytes, query_string: str) -> str:
+    """The notify_id the raw request appears to carry (the first; "" if none or not ASCII). Never raises."""
+    for data in (query_string.encode("latin-1", "replace"), body):
+        for part in data.split(b"&"):
+            if part.startswith(b"notify_id="):
+                try:
+                    return unquote_to_bytes(part[10:].replace(b"+", b" ")).decode("ascii")
+                except UnicodeDecodeError:
+                    return ""
+    return ""
+
+
+#: The columns an earlier delivery is read with (what the duplicate check and its record need).
+_EARLIER_FIELDS = ("id", "params", "outcome", "trade_id", "refund_id")
+
+
+@functools.cache
+def _store_statement() -> tuple[str, tuple[Any, ...]]:
+    """The one statement that resolves the notify token, stores the request and reads earlier deliveries.
+
+    The merchant comes from the database in the same statement (with its row version, which says whether this
+    process's cached merchant is still the row), so a token that names no merchant stores nothing here; the
+    earlier deliveries are read from the snapshot the INSERT runs in (the new row is not among them).
+    """
+    quote = connection.ops.quote_name
+    meta = Notification._meta
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key and f.attname != "merchant_id")
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    # INSERT ... SELECT does not type its parameters from the columns as VALUES does: each is cast.
+    values = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+    table, merchant_table = quote(meta.db_table), quote(Merchant._meta.db_table)
+    earlier = ", ".join(
+        f"earlier.{quote(str(f.column))}" for f in meta.concrete_fields if f.attname in _EARLIER_FIELDS
+    )
+    # Names of our own tables and columns; every value is a parameter.
+    merchant = f"SELECT id, xmin::text AS version FROM {merchant_table} WHERE notify_token = %s"  # noqa: S608
+    store = (
+        f"INSERT INTO {table} (merchant_id, {columns}) "  # noqa: S608
+        f"SELECT merchant.id, {values} FROM merchant RETURNING id"
+    )
+    acknowledged = (
+        f"SELECT * FROM {table} WHERE merchant_id = merchant.id AND notify_id = %s "  # noqa: S608
+        "AND notify_id <> '' AND outcome IN (%s, %s)"
+    )
+    sql = (
+        f"WITH merchant AS ({merchant}), stored AS ({store}) "  # noqa: S608
+        f"SELECT stored.id, merchant.id, merchant.version, {earlier} FROM stored CROSS JOIN merchant "
+        f"LEFT JOIN LATERAL ({acknowledged}) earlier ON true ORDER BY earlier.id"
+    )
+    return sql, fields
+
+
+def _store_known(
+    merchant_token: str,
+    *,
+    body: bytes,
+    content_type: str,
+    query_string: str,
+    remote_addr: str | None,
+    headers: Mapping[str, str],
+    method: str,
+) -> tuple[Notification, _Earlier] | None:
+    """Store a notification for the merchant of ``merchant_token`` in one statement (PostgreSQL).
+
+    Also reads the acknowledged deliveries of the notify_id the request seems to carry. None, with nothing
+    stored, when the token names no merchant (the caller's :func:`_store` keeps a fingerprint).
+    """
+    if not 0 < len(merchant_token) <= 64:
+        return None
+    notification = Notification(
+        received_at=clock.now(),
+        kind=NotificationKind.UNKNOWN,
+        method=_clean(method, 8),
+        body=bytes(body),
+        body_size=len(body),
+        content_type=_clean(content_type or "", 255),
+        query_string=_clean(query_string or "", 4096),
+        headers={
+            name: _clean(_header(headers, name), 512) for name in KEPT_HEADERS if _header(headers, name)
+        },
+        remote_addr=_ip(remote_addr),
+        forwarded_for=_clean(_header(headers, "X-Forwarded-For"), 512),
+    )
+    hint = _notify_id_hint(body, query_string or "")
+    sql, fields = _store_statement()
+    values = [f.get_db_prep_save(f.pre_save(notification, True), connection) for f in fields]
+    with _one_statement(), connection.cursor() as cursor:
+        cursor.execute(sql, [merchant_token, *values, hint, *(str(o.value) for o in _ACKNOWLEDGED)])
+        found = cursor.fetchall()
+    if not found:
+        return None
+    pk, merchant_pk, version = found[0][:3]
+    merchant = merchants.cached_for_notify_token(merchant_token, version)
+    if merchant is None or merchant.pk != merchant_pk:
+        merchant = merchants.read_for_notify_token(merchant_token, pk=merchant_pk) or Merchant.objects.get(
+            pk=merchant_pk
+        )
+    notification.pk = pk
+    notification._state.adding = False
+    notification._state.db = connection.alias
+    notification.merchant = merchant
+    earlier = []
+    for row in found:
+        if row[3] is None:
+            continue
+        row_pk, params, outcome, trade_id, refund_id = row[3:]
+        params = json.loads(params) if isinstance(params, str | bytes) else params
+        earlier.append(
+            Notification.from_db(
+                connection.alias, _EARLIER_FIELDS, [row_pk, params, outcome, trade_id, refund_id]
+            )
+        )
+    return notification, _Earlier(hint, earlier)
+
+
 #: Columns learnt along the way (parsing, verification) and kept on the instance until the next write, which
 #: carries them: every path ends in one (a rejection, a duplicate, the processing record, or an error).
 _CARRIED = ("params", "kind", "notify_id", "notify_type", "out_trade_no", "status", "verification")
@@ -230,9 +360,39 @@ def _update(notification: Notification, **fields: Any) -> None:
     """Write outcome columns at once (autocommit), so they survive whatever happens next."""
     for name, value in fields.items():
         setattr(notification, name, value)
-    carried = {name: getattr(notification, name) for name in _CARRIED}
-    with transaction.atomic(durable=True):
-        Notification.objects.filter(pk=notification.pk).update(**{**carried, **fields})
+    with _one_statement():
+        _write(notification, (*_CARRIED, *fields))
+
+
+@functools.cache
+def _update_statement(names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    """``UPDATE`` of the columns of ``names`` (field names or attnames) of one row, and their fields."""
+    meta = Notification._meta
+    fields = tuple(dict.fromkeys(meta.get_field(name) for name in names))
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)  # type: ignore[union-attr]
+    return f"UPDATE {quote(meta.db_table)} SET {columns} WHERE id = %s", fields  # noqa: S608 (our own names)
+
+
+def _write(notification: Notification, names: tuple[str, ...]) -> None:
+    """Write the columns of ``names`` of a stored notification as the instance holds them, in one statement.
+
+    A constant statement per set of columns: no ORM compilation on every notification. Not ``save()``: no
+    model signal; the library's own (``notification_received`` ...) are sent as before.
+    """
+    sql, fields = _update_statement(names)
+    values = [field.get_db_prep_save(getattr(notification, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, notification.pk])
+
+
+def _one_statement() -> Any:
+    """Where one write runs: on its own in autocommit (its own transaction, no BEGIN and COMMIT round trips).
+
+    Inside a caller's transaction a durable atomic block raises, as for every write of this module: a later
+    rollback would take the record with it.
+    """
+    return transaction.atomic(durable=True) if connection.in_atomic_block else nullcontext()
 
 
 def _reject(
@@ -278,6 +438,32 @@ def receive(
     :class:`NotificationAnswer`). Must not run inside a transaction (the view is ``non_atomic_requests``).
     """
     headers = headers or {}
+    if (
+        connection.vendor == "postgresql"
+        and isinstance(merchant_token, str)
+        and len(body) <= app_settings.NOTIFY_MAX_BODY_BYTES
+    ):
+        known = _store_known(
+            merchant_token,
+            body=body,
+            content_type=content_type,
+            query_string=query_string,
+            remote_addr=remote_addr,
+            headers=headers,
+            method=method,
+        )
+        if known is not None:
+            stored, earlier = known
+            assert stored.merchant is not None
+            return _run(
+                stored,
+                stored.merchant,
+                body,
+                content_type,
+                query_string,
+                ask_alipay=True,
+                earlier=earlier,
+            )
     # Metadata only for an oversized body: a hostile body is not kept.
     body_for_store = b"" if len(body) > app_settings.NOTIFY_MAX_BODY_BYTES else body
     notification = _store(
@@ -314,11 +500,12 @@ def _run(
     query_string: str,
     *,
     ask_alipay: bool,
+    earlier: _Earlier | None = None,
 ) -> NotificationAnswer:
     """Verify and process a stored notification; an unexpected error is kept on the row and answered 503."""
     try:
         return _verify_and_process(
-            notification, merchant, body, content_type, query_string, ask_alipay=ask_alipay
+            notification, merchant, body, content_type, query_string, ask_alipay=ask_alipay, earlier=earlier
         )
     except Exception as exc:
         logger.exception("notification %s could not be handled", notification.pk)
@@ -340,6 +527,7 @@ def _verify_and_process(
     query_string: str,
     *,
     ask_alipay: bool = True,
+    earlier: _Earlier | None = None,
 ) -> NotificationAnswer:
     try:
         parsed = wire.parse_form(
@@ -396,21 +584,21 @@ def _verify_and_process(
 
     # The same notify_id with the same signed content: applied already, it is a duplicate; only ignored (not
     # applied), it is processed again, without asking notify_verify about a notify_id it already confirmed.
-    earlier = _same_delivery(merchant, verified, exclude=notification.pk)
-    if earlier is not None and earlier.outcome == ProcessingOutcome.PROCESSED:
+    earlier_delivery = _same_delivery(merchant, verified, exclude=notification.pk, known=earlier)
+    if earlier_delivery is not None and earlier_delivery.outcome == ProcessingOutcome.PROCESSED:
         _update(
             notification,
             verification=Verification.VERIFIED,
             outcome=ProcessingOutcome.DUPLICATE,
-            duplicate_of=earlier,
-            trade_id=earlier.trade_id,
-            refund_id=earlier.refund_id,
+            duplicate_of=earlier_delivery,
+            trade_id=earlier_delivery.trade_id,
+            refund_id=earlier_delivery.refund_id,
             processed_at=clock.now(),
         )
         _send_received(notification)
         return _success(notification, "duplicate")
 
-    if app_settings.NOTIFY_VERIFY and ask_alipay and earlier is None:
+    if app_settings.NOTIFY_VERIFY and ask_alipay and earlier_delivery is None:
         try:
             genuine = gateway.client(merchant).notify_verify(
                 verified.notify_id or "", deadline=app_settings.NOTIFY_VERIFY_TIMEOUT
@@ -538,16 +726,20 @@ def _flag(exc: NotificationError) -> NotificationFlag:
 
 
 def _same_delivery(
-    merchant: Merchant, verified: wire.VerifiedNotification, *, exclude: int
+    merchant: Merchant, verified: wire.VerifiedNotification, *, exclude: int, known: _Earlier | None = None
 ) -> Notification | None:
     """The first earlier acknowledged delivery of this notify_id whose signed fields are the same as these.
 
     Unsigned (empty) parameters are left out of the comparison: adding one changes nothing Alipay signed.
+    ``known``: the deliveries read as the request was stored, used when they are of this notify_id (no
+    query then).
     """
     notify_id = verified.notify_id or ""
     if not notify_id:
         return None
     signed = wire.signed_fields(verified.params)
+    if known is not None and known.notify_id == notify_id:
+        return next((row for row in known.rows if wire.signed_fields(row.params) == signed), None)
     rows = (
         Notification.objects.filter(merchant=merchant, notify_id=notify_id, outcome__in=_ACKNOWLEDGED)
         .exclude(pk=exclude)
@@ -630,7 +822,7 @@ def _record(notification: Notification, result: _Result) -> None:
         fields["flag_info"] = result.message[:2000]
     for name, value in fields.items():
         setattr(notification, name, value)
-    notification.save(update_fields=[*_CARRIED, *fields])
+    _write(notification, (*_CARRIED, *fields))
     if result.outcome in (ProcessingOutcome.PROCESSED, ProcessingOutcome.DUPLICATE):
         _send_received(notification)
     elif result.flag is not None and result.outcome != ProcessingOutcome.RETRY:
@@ -659,27 +851,53 @@ def _answer(notification: Notification, result: _Result) -> NotificationAnswer:
     return _success(notification, result.message)
 
 
+@functools.cache
+def _duplicate_statement(column: str) -> str:
+    """The duplicate lookup of :func:`_duplicate` for the object in ``column`` (trade_id or refund_id)."""
+    quote = connection.ops.quote_name
+    table, column = quote(Notification._meta.db_table), quote(column)
+    return (
+        f"SELECT id, params, ({column} = %s AND status = %s) FROM {table} "  # noqa: S608 (our own names)
+        "WHERE merchant_id = %s AND outcome = %s AND id <> %s "
+        f"AND ((notify_id = %s AND notify_id <> '') OR ({column} = %s AND status = %s)) ORDER BY id"
+    )
+
+
 def _duplicate(
-    notification: Notification, merchant: Merchant, *, notify_id: str, **same: Any
+    notification: Notification,
+    merchant: Merchant,
+    *,
+    notify_id: str,
+    trade: Trade | None = None,
+    refund: Refund | None = None,
+    status: str,
 ) -> Notification | None:
     """An earlier *applied* delivery of the same notify_id and signed content, or of the same status for the
-    same object.
+    same object (``trade`` or ``refund``).
 
     A delivery that was stored but not applied (ignored, rejected, retried) never makes a later one a
-    duplicate. One query for both (the first such row); it runs under the trade's row lock.
+    duplicate. One query for both (the first such row), a constant statement (no ORM compilation on every
+    notification); it runs under the trade's row lock, so it sees what a delivery that held the lock before
+    committed.
     """
-    same_status = Q(**same)
-    same_id = Q(notify_id=notify_id) if notify_id else Q(pk__in=[])
-    signed = wire.signed_fields(notification.params)
-    rows = (
-        Notification.objects.filter(merchant=merchant, outcome=ProcessingOutcome.PROCESSED)
-        .filter(same_id | same_status)
-        .exclude(pk=notification.pk)
-        .annotate(by_status=Case(When(same_status, then=Value(True)), default=Value(False)))
-        .only("pk", "params")
-        .order_by("pk")
-    )
-    return next((row for row in rows if row.by_status or wire.signed_fields(row.params) == signed), None)
+    column, target = ("refund_id", refund) if refund is not None else ("trade_id", trade)
+    assert target is not None
+    same = (target.pk, status)
+    processed = ProcessingOutcome.PROCESSED.value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _duplicate_statement(column), [*same, merchant.pk, processed, notification.pk, notify_id, *same]
+        )
+        found = cursor.fetchall()
+    signed: dict[str, str] | None = None
+    for pk, params, by_status in found:
+        if not by_status:
+            signed = wire.signed_fields(notification.params) if signed is None else signed
+            params = json.loads(params) if isinstance(params, str | bytes) else params
+            if wire.signed_fields(params) != signed:
+                continue
+        return Notification.from_db(connection.alias, ("id",), [pk])
+    return None
 
 
 def _partner_mismatch(merchant: Merchant, params: Mapping[str, str]) -> str | None:
@@ -695,13 +913,30 @@ def _stale_time(verified: wire.VerifiedNotification) -> bool:
     return isinstance(sent, datetime) and abs(clock.now() - sent) > NOTIFY_TIME_TOLERANCE
 
 
+@functools.cache
+def _lock_statement(columns: tuple[str, ...]) -> str:
+    where = " AND ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
+    return f"SELECT * FROM {connection.ops.quote_name(Trade._meta.db_table)} WHERE {where} FOR UPDATE"  # noqa: S608
+
+
+def _locked_trade(**columns: Any) -> Trade | None:
+    """The trade with these column values (a unique key), its row locked until the transaction ends.
+
+    On a database with row locks a constant statement (no ORM compilation on every notification).
+    """
+    if not connection.features.has_select_for_update:
+        return Trade.objects.select_for_update().filter(**columns).first()
+    found = Trade.objects.raw(_lock_statement(tuple(columns)), list(columns.values()))
+    return next(iter(found), None)
+
+
 def _process_trade(
     notification: Notification, merchant: Merchant, verified: wire.VerifiedNotification
 ) -> _Result:
     params = verified.params
     out_trade_no = verified.out_trade_no or ""
     trade = (
-        Trade.objects.select_for_update().filter(merchant=merchant, out_trade_no=out_trade_no).first()
+        _locked_trade(merchant_id=merchant.pk, out_trade_no=out_trade_no)
         if 0 < len(out_trade_no) <= 64
         else None
     )
@@ -765,7 +1000,9 @@ def _process_refund(
         return _Result(
             ProcessingOutcome.IGNORED, NotificationFlag.UNKNOWN_REFUND, f"no refund {gateway_id[:64]!r}"
         )
-    trade = Trade.objects.select_for_update().get(pk=refund.trade_id)
+    trade = _locked_trade(id=refund.trade_id)
+    if trade is None:
+        raise Trade.DoesNotExist(f"trade {refund.trade_id} of refund {refund.pk}")
     status = params.get("refund_status", "")
     earlier = _duplicate(
         notification, merchant, notify_id=verified.notify_id or "", refund=refund, status=status
