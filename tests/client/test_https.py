@@ -17,6 +17,9 @@ from django_alipay.protocol import transport
 from django_alipay.protocol.errors import OutcomeUnknownError
 from tests.client.stub import Canned, xml_success
 
+#: Both tests are of the connection itself: the stub serves on a loopback socket, behind TLS.
+pytestmark = pytest.mark.wire
+
 QUERY_OK = {"out_trade_no": "T1", "trade_status": "TRADE_FINISHED", "total_fee": "0.01"}
 
 
