@@ -128,7 +128,7 @@ class ProcessingOutcome(models.TextChoices):
 class NotificationFlag(models.TextChoices):
     """Why a notification was rejected or acknowledged without effect."""
 
-    UNKNOWN_MERCHANT = "unknown_merchant", _("The notify URL names no active merchant")
+    UNKNOWN_MERCHANT = "unknown_merchant", _("The notify URL's token names no merchant")
     BODY_TOO_LARGE = "body_too_large", _("The body is larger than the limit")
     BAD_CONTENT_TYPE = "bad_content_type", _("The body is not a form")
     BAD_CHARSET = "bad_charset", _("The body cannot be decoded in the merchant's charset")

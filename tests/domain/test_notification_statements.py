@@ -122,15 +122,21 @@ def test_a_partner_changed_by_another_process_takes_effect_on_the_next_notificat
     assert trade.status == "WAIT_BUYER_PAY"
 
 
-def test_a_deactivated_merchant_is_seen_on_the_next_notification(
+def test_a_deactivated_merchant_is_seen_on_the_next_notification_and_its_trades_are_still_applied(
     warm: Merchant, unpaid: Callable[[], Trade]
 ) -> None:
+    # Deactivating a merchant stops new trades; Alipay's word on the trades it already has is still the truth
+    # about money paid, so it is applied (answered 404, a notification would be kept as a fingerprint only).
     Merchant.objects.filter(pk=warm.pk).update(is_active=False)
-    answer = deliver(warm, sign_form(trade_params(unpaid())))
+    trade = unpaid()
+    answer = deliver(warm, sign_form(trade_params(trade)))
     assert answer.notification is not None
     merchant = answer.notification.merchant
     assert merchant is not None
     assert merchant.is_active is False
+    assert (answer.status, answer.body) == (200, "success")
+    trade.refresh_from_db()
+    assert trade.status != "WAIT_BUYER_PAY"
 
 
 def test_a_regenerated_notify_token_retires_the_old_notify_url_at_once(
