@@ -722,12 +722,26 @@ def _request_locked(
             )
             if existing is not None:
                 return _finish(existing, trade, locked)
-        if value is None:
-            raise RefundNotAllowed(full or "", out_trade_no=locked.out_trade_no)
-        refusal = _refusal_now(locked, now, value, reversed)
-        if refusal is not None:
-            refusal.out_trade_no = locked.out_trade_no
-            raise refusal
+        refusal = None if value is None else _refusal_now(locked, now, value, reversed)
+        if refusal is not None or value is None:
+            if key and replay is None:
+                # The key's refund may have been committed while this transaction waited for the lock (the
+                # locking statement did not see it): a replay takes precedence over any refusal.
+                late = Refund.objects.filter(merchant_id=locked.merchant_id, idempotency_key=key).first()
+                existing = _replay(
+                    locked.merchant_id,
+                    key,
+                    trade=locked,
+                    kind=RefundKind.REFUND,
+                    amount=None if full is not None else value,
+                    reason=reason,
+                    existing=late,
+                )
+                if existing is not None:
+                    return _finish(existing, trade, locked)
+            refused = refusal or RefundNotAllowed(full or "")
+            refused.out_trade_no = locked.out_trade_no
+            raise refused
         refund, handover = _create(
             locked,
             kind=RefundKind.REFUND,

@@ -115,14 +115,15 @@ def _wait_for_a_lock_wait(other_pid: int) -> None:
         prober.close()
 
 
+@pytest.mark.parametrize("paid", ["30.00", "5.00"], ids=["room-left", "nothing-left"])
 def test_a_key_used_for_the_same_refund_while_waiting_for_the_trades_lock_replays_that_refund(
-    postgresql: None, make_trade: Callable[..., Trade], recorded_dispatch: list[int]
+    postgresql: None, make_trade: Callable[..., Trade], recorded_dispatch: list[int], paid: str
 ) -> None:
     """The resend of a request whose original holds the trade's lock gets the original's refund once it
-    commits: not a conflict, not a second refund."""
+    commits: not a conflict, not a second refund, and not a refusal when the original took what was left."""
     from django.db import transaction
 
-    trade = make_trade(amount=Decimal("30.00"))
+    trade = make_trade(amount=Decimal(paid))
     pid: list[int] = []
     answers: list[Any] = []
     ready = threading.Event()
