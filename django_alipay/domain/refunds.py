@@ -454,11 +454,12 @@ def _dispatch_on_commit(refund: Refund, locked: Trade) -> _Handover:
 
     def dispatch() -> None:
         try:
-            target = refund_dispatcher()
             if refund.status == RefundStatus.SUBMITTED:
                 # Claimed with its creation (_claim_at_creation): this process sends it, nobody else can.
                 handover.sent = _send(refund, refund.request_params, conclusive=True, slot=None)
-            elif target is _SUBMIT and Trade.merchant.is_cached(locked):
+                return
+            target = refund_dispatcher()
+            if target is _SUBMIT and Trade.merchant.is_cached(locked):
                 # The default dispatcher: sent at once with the refund, its trade and merchant as committed
                 # (nothing read again). The claim on the refund's status still decides who sends it.
                 handover.sent = _submit(refund, locked, locked.merchant, wait=True)
@@ -537,12 +538,12 @@ def _claim_at_creation(refund: Refund, locked: Trade, now: datetime) -> None:
         or not Trade.merchant.is_cached(locked)
     ):
         return
-    if refund_dispatcher() is not _SUBMIT:
-        return
     try:
+        if refund_dispatcher() is not _SUBMIT:
+            return
         gateway.check_configuration(locked.merchant, instore=not locked.is_online)
         request = _build_request(refund, locked, now, locked.merchant)
-    except Exception:  # submit() meets it again after the commit and reports it, the refund left REQUESTED
+    except Exception:  # met again after the commit and reported there, the refund left REQUESTED
         return
     check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.CLAIM, RefundStatus.SUBMITTED)
     refund.status = RefundStatus.SUBMITTED

@@ -333,3 +333,22 @@ def test_recording_a_calls_answer_locks_the_trade_before_the_refund_too(
     assert results[0].status == RefundStatus.SUCCEEDED
     stored = Trade.objects.get(pk=trade.pk)
     assert (stored.refunded_amount, stored.refund_pending_amount) == (Decimal("10.00"), Decimal("0.00"))
+
+
+def test_a_dispatcher_setting_that_cannot_be_imported_leaves_the_refund_stored_requested_not_lost(
+    make_trade: Callable[..., Trade], gateway: FakeGateway, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deciding whether the new refund is sent at once must not make its request fail: the refund is
+    stored, its amount reserved, requested for the sweeper, and the hand-over failure logged."""
+    import logging
+
+    settings.ALIPAY = {**settings.ALIPAY, "REFUND_DISPATCHER": "no_such_module.dispatch"}
+    trade = make_trade()
+    with caplog.at_level(logging.WARNING, logger="django_alipay"):
+        refund = refunds.request_refund(trade, Decimal("10.00"), idempotency_key="k-bad-dispatcher")
+
+    stored = Refund.objects.get(pk=refund.pk)
+    assert (stored.status, stored.attempts) == (RefundStatus.REQUESTED, 0)
+    assert Trade.objects.get(pk=trade.pk).refund_pending_amount == Decimal("10.00")
+    assert gateway.called("forex_refund") == []
+    assert any("could not be handed over" in record.getMessage() for record in caplog.records)
