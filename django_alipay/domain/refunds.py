@@ -334,11 +334,37 @@ def _lock(trade: Trade, *, in_the_way: str | None = None) -> Trade:
     if in_the_way is not None:
         rows = _with_refunds_in_the_way(rows, in_the_way)
     if Trade.merchant.is_cached(trade):
-        locked = rows.select_for_update().get(pk=trade.pk)
+        if in_the_way is None:
+            locked = rows.select_for_update().get(pk=trade.pk)
+        else:
+            # The hot path (a view has the trade with its merchant): the statement as text, composed once.
+            sql, template = _lock_statement(bool(in_the_way))
+            params = [trade.pk if p == _PK else in_the_way if p == _KEY else p for p in template]
+            found = list(Trade.objects.raw(sql, params))
+            if not found:
+                raise Trade.DoesNotExist("Trade matching query does not exist.")
+            locked = found[0]
         if locked.merchant_id == trade.merchant_id:
             Trade.merchant.field.set_cached_value(locked, trade.merchant)
             return locked
     return rows.select_for_update(of=("self",)).select_related("merchant").get(pk=trade.pk)
+
+
+#: Values standing for the trade's pk and the idempotency key in a statement composed once
+#: (:func:`_lock_statement`); no real pk is negative and no key has a space.
+_PK, _KEY = -(2**62) + 1017, "idempotency key placeholder"
+
+
+@functools.cache
+def _lock_statement(with_key: bool) -> tuple[str, tuple[Any, ...]]:
+    """The SQL of ``_lock(trade, in_the_way=key)`` for a trade whose merchant is in hand, composed by the ORM
+    once per process, and its parameters with placeholders for the trade's pk and the key."""
+    rows = _with_refunds_in_the_way(Trade.objects.all(), _KEY if with_key else "")
+    query = rows.select_for_update().filter(pk=_PK).query
+    sql, params = query.sql_with_params()
+    if params.count(_PK) != 1 or params.count(_KEY) != (1 if with_key else 0):
+        raise RuntimeError("the trade's locking statement lost a placeholder")  # pragma: no cover
+    return sql, params
 
 
 def _with_refunds_in_the_way(rows: Any, key: str) -> Any:
