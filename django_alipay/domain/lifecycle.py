@@ -55,7 +55,9 @@ class RefundEvent(StrEnum):
 
 
 _REFUND_EVENT_MEANINGS = {
-    RefundEvent.CLAIM: "`submit` claims a requested refund for its first gateway call (only one caller wins)",
+    RefundEvent.CLAIM: "`submit` claims a requested refund for its first gateway call (only one caller "
+    "wins); the default dispatcher, sending a new refund at once in its own process, claims it as it is "
+    "stored",
     RefundEvent.RESEND: "`resolve_unknown` claims an unknown refund, or one whose call never got an answer, "
     "to send the same request again",
     RefundEvent.ANSWER: "the outcome of a gateway call is recorded: its answer, a timeout or an error "

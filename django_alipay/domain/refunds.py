@@ -27,6 +27,7 @@ shops refund twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -40,7 +41,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q, Value
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, Func, OuterRef, Q, Subquery, Value
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -56,7 +57,7 @@ from django_alipay.domain.errors import (
     RefundWindowClosed,
     ReverseNotAllowed,
 )
-from django_alipay.domain.lifecycle import REFUND_FINAL, RefundEvent, check_refund_move
+from django_alipay.domain.lifecycle import REFUND_FINAL, RefundEvent, check_refund_move, refund_move_allowed
 from django_alipay.enums import Product, RefundKind, RefundStatus
 from django_alipay.models import Merchant, Refund, RefundSlot, Trade
 from django_alipay.models.refund import ERROR_CODE_MAX
@@ -322,33 +323,89 @@ def _mint_gateway_id(kind: RefundKind, now: datetime) -> str:
     return f"{prefix}{protocol_clock.format_date(now)}{secrets.token_hex(10).upper()}"
 
 
-def _lock(trade: Trade) -> Trade:
+def _lock(trade: Trade, *, in_the_way: str | None = None) -> Trade:
     """The trade's row, locked, with its merchant: the caller's merchant when it had one loaded, else read in
-    the same statement (the merchant's row is not locked)."""
+    the same statement (the merchant's row is not locked).
+
+    ``in_the_way`` (an idempotency key, "" for none): the same statement also reads what decides a new
+    refund (see :func:`_refunds_in_the_way`).
+    """
+    rows = Trade.objects.all()
+    if in_the_way is not None:
+        rows = _with_refunds_in_the_way(rows, in_the_way)
     if Trade.merchant.is_cached(trade):
-        locked = Trade.objects.select_for_update().get(pk=trade.pk)
+        if in_the_way is None:
+            locked = rows.select_for_update().get(pk=trade.pk)
+        else:
+            # The hot path (a view has the trade with its merchant): the statement as text, composed once.
+            sql, template = _lock_statement(bool(in_the_way))
+            params = [trade.pk if p == _PK else in_the_way if p == _KEY else p for p in template]
+            found = list(Trade.objects.raw(sql, params))
+            if not found:
+                raise Trade.DoesNotExist("Trade matching query does not exist.")
+            locked = found[0]
         if locked.merchant_id == trade.merchant_id:
             Trade.merchant.field.set_cached_value(locked, trade.merchant)
             return locked
-    return Trade.objects.select_for_update(of=("self",)).select_related("merchant").get(pk=trade.pk)
+    return rows.select_for_update(of=("self",)).select_related("merchant").get(pk=trade.pk)
+
+
+#: Values standing for the trade's pk and the idempotency key in a statement composed once
+#: (:func:`_lock_statement`); no real pk is negative and no key has a space.
+_PK, _KEY = -(2**62) + 1017, "idempotency key placeholder"
+
+
+@functools.cache
+def _lock_statement(with_key: bool) -> tuple[str, tuple[Any, ...]]:
+    """The SQL of ``_lock(trade, in_the_way=key)`` for a trade whose merchant is in hand, composed by the ORM
+    once per process, and its parameters with placeholders for the trade's pk and the key."""
+    rows = _with_refunds_in_the_way(Trade.objects.all(), _KEY if with_key else "")
+    query = rows.select_for_update().filter(pk=_PK).query
+    sql, params = query.sql_with_params()
+    if params.count(_PK) != 1 or params.count(_KEY) != (1 if with_key else 0):
+        raise RuntimeError("the trade's locking statement lost a placeholder")  # pragma: no cover
+    return sql, params
+
+
+def _with_refunds_in_the_way(rows: Any, key: str) -> Any:
+    """``rows`` (trades) each with ``reversal_in_the_way`` (a reversal not failed) and ``key_refund_id`` (the
+    refund the idempotency ``key`` was first used for by the trade's merchant, or None), read with them."""
+    reversal = Refund.objects.filter(trade=OuterRef("pk"), kind=RefundKind.REVERSE).exclude(
+        status=RefundStatus.FAILED
+    )
+    rows = rows.annotate(reversal_in_the_way=Exists(reversal))
+    if key:
+        used = Refund.objects.filter(merchant_id=OuterRef("merchant_id"), idempotency_key=key)
+        rows = rows.annotate(key_refund_id=Subquery(used.values("pk")[:1]))
+    return rows
 
 
 def _refunds_in_the_way(locked: Trade, key: str) -> tuple[Refund | None, bool]:
-    """One read for the two refunds that decide a new refund of ``locked``: the one the idempotency ``key``
-    was first used for (or None), and whether the trade has a reversal not failed."""
-    reversal = Q(trade=locked, kind=RefundKind.REVERSE) & ~Q(status=RefundStatus.FAILED)
-    wanted = reversal | Q(merchant_id=locked.merchant_id, idempotency_key=key) if key else reversal
-    replay, reversed = None, False
-    for found in Refund.objects.filter(wanted):
-        if key and found.merchant_id == locked.merchant_id and found.idempotency_key == key:
-            replay = found
-        if (
-            found.trade_id == locked.pk
-            and found.kind == RefundKind.REVERSE
-            and found.status != RefundStatus.FAILED
-        ):
-            reversed = True
-    return replay, reversed
+    """The two refunds that decide a new refund of ``locked`` (locked by ``_lock(..., in_the_way=key)``):
+    the one the idempotency ``key`` was first used for (or None), and whether the trade has a reversal not
+    failed.
+
+    Read by the statement that locked the trade, so as the database was when that statement began: a
+    refund committed by a transaction this one waited for is not among them. Every decision taken on them
+    copes: a refusal looks at the reversal again (:func:`_refusal_now`); a key used meanwhile makes the
+    insert fail on its unique constraint, and the key's refund is then replayed or refused
+    (:func:`_replay_lost_race`).
+    """
+    replay_id = getattr(locked, "key_refund_id", None) if key else None
+    replay = Refund.objects.get(pk=replay_id) if replay_id is not None else None
+    return replay, bool(locked.reversal_in_the_way)  # type: ignore[attr-defined]
+
+
+def _refusal_now(locked: Trade, now: datetime, value: Decimal, reversed: bool) -> RefundNotAllowed | None:
+    """Why a refund of ``value`` of ``locked`` is refused, or None; a refusal is decided on a fresh look at
+    the trade's reversals (they were read as of the start of the locking statement)."""
+    for fresh in (False, True):
+        refusal = _refund_refusal(locked, now, reversed=None if fresh else reversed)
+        if refusal is None and value > locked.refundable_amount:
+            refusal = RefundAmountExceeded(_exceeded(value, locked, locked.refundable_amount))
+        if refusal is None:
+            return None
+    return refusal
 
 
 _UNREAD: Any = object()
@@ -423,6 +480,10 @@ def _dispatch_on_commit(refund: Refund, locked: Trade) -> _Handover:
 
     def dispatch() -> None:
         try:
+            if refund.status == RefundStatus.SUBMITTED:
+                # Claimed with its creation (_claim_at_creation): this process sends it, nobody else can.
+                handover.sent = _send(refund, refund.request_params, conclusive=True, slot=None)
+                return
             target = refund_dispatcher()
             if target is _SUBMIT and Trade.merchant.is_cached(locked):
                 # The default dispatcher: sent at once with the refund, its trade and merchant as committed
@@ -456,10 +517,21 @@ def expect_task(refund_id: int, within: float) -> None:
 
 
 def _create(
-    locked: Trade, *, kind: RefundKind, amount: Decimal, reason: str, key: str, debits: bool, now: datetime
+    locked: Trade,
+    *,
+    kind: RefundKind,
+    amount: Decimal,
+    reason: str,
+    key: str,
+    debits: bool,
+    now: datetime,
+    outermost: bool = False,
 ) -> tuple[Refund, _Handover]:
-    """Insert the refund and reserve its amount, in the caller's transaction under :func:`_lost_race`."""
-    refund = Refund.objects.create(
+    """Insert the refund and reserve its amount, in the caller's transaction under :func:`_lost_race`.
+
+    ``outermost``: the caller's transaction is not inside another, so the dispatcher runs as it commits.
+    """
+    refund = Refund(
         merchant_id=locked.merchant_id,
         trade=locked,
         kind=kind,
@@ -471,11 +543,76 @@ def _create(
         debits_balance=debits,
         created_at=now,
     )
-    if debits:
-        Trade.objects.filter(pk=locked.pk).update(refund_pending_amount=F("refund_pending_amount") + amount)
+    if outermost:
+        _claim_at_creation(refund, locked, now)
+    _insert_and_reserve(refund, locked, amount if debits else None)
     if debits:
         locked.refund_pending_amount += amount
     return refund, _dispatch_on_commit(refund, locked)
+
+
+def _claim_at_creation(refund: Refund, locked: Trade, now: datetime) -> None:
+    """Claim the new REFUND for its first call before it is stored, when the default dispatcher will send it
+    in this process as its transaction commits and no spacing applies: nobody else can ever see it
+    REQUESTED, so the claim that :func:`submit` would make at once after the commit (and its round trip) is
+    made here, in the same transaction. Otherwise (or when the merchant's configuration cannot make a
+    call, which :func:`submit` then reports) the refund stays REQUESTED, for the dispatcher to claim.
+    """
+    if (
+        refund.kind != RefundKind.REFUND
+        or app_settings.REFUND_SPACING > 0
+        or not Trade.merchant.is_cached(locked)
+    ):
+        return
+    try:
+        if refund_dispatcher() is not _SUBMIT:
+            return
+        gateway.check_configuration(locked.merchant, instore=not locked.is_online)
+        request = _build_request(refund, locked, now, locked.merchant)
+    except Exception:  # met again after the commit and reported there, the refund left REQUESTED
+        return
+    check_refund_move(refund.gateway_refund_id, refund.status, RefundEvent.CLAIM, RefundStatus.SUBMITTED)
+    refund.status = RefundStatus.SUBMITTED
+    refund.request_params = request
+    refund.submitted_at = now
+    refund.attempts = 1
+
+
+@functools.cache
+def _insert_statement() -> tuple[str, tuple[Any, ...]]:
+    """One statement inserting a refund and reserving its amount on its (locked) trade (PostgreSQL)."""
+    quote = connection.ops.quote_name
+    meta, trade_meta = Refund._meta, Trade._meta
+    fields = tuple(field for field in meta.concrete_fields if not field.primary_key)
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    pending = quote(str(trade_meta.get_field("refund_pending_amount").column))
+    sql = (
+        f"WITH inserted AS (INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 (our own names)
+        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING id), "
+        f"reserved AS (UPDATE {quote(trade_meta.db_table)} SET {pending} = {pending} + %s "
+        f"WHERE id = %s AND %s) "
+        f"SELECT id FROM inserted"
+    )
+    return sql, fields
+
+
+def _insert_and_reserve(refund: Refund, locked: Trade, reserve: Decimal | None) -> None:
+    """Store ``refund`` and add ``reserve`` (None: nothing) to the pending amount of its trade, ``locked``;
+    in one statement on PostgreSQL. A unique key or the trade's balance constraint raises IntegrityError."""
+    if connection.vendor != "postgresql":
+        refund.save(force_insert=True)
+        if reserve is not None:
+            Trade.objects.filter(pk=locked.pk).update(
+                refund_pending_amount=F("refund_pending_amount") + reserve
+            )
+        return
+    sql, fields = _insert_statement()
+    values = [field.get_db_prep_save(field.pre_save(refund, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, reserve or 0, locked.pk, reserve is not None])
+        (refund.pk,) = cursor.fetchone()
+    refund._state.adding = False
+    refund._state.db = connection.alias
 
 
 @contextmanager
@@ -558,8 +695,47 @@ def _request(
     refusal read before the lock, with ``value`` None, raises RefundNotAllowed once the key is not a replay.
     """
     now = clock.now()
-    with _lost_race(trade, kind=RefundKind.REFUND, amount=value, key=key), transaction.atomic():
-        locked = _lock(trade)
+    try:
+        return _request_locked(trade, value, reason=reason, key=key, full=full, now=now)
+    except IntegrityError:
+        replayed = _replay_lost_race(trade, value, reason=reason, key=key, full=full)
+        if replayed is not None:
+            return replayed
+        with _lost_race(trade, kind=RefundKind.REFUND, amount=value, key=key):
+            raise
+
+
+def _replay_lost_race(
+    trade: Trade, value: Decimal | None, *, reason: str, key: str, full: str | None
+) -> Refund | None:
+    """After the insert of a refund failed (nothing stored): the refund its idempotency ``key`` was used for
+    on this trade meanwhile, when it was for the same thing (IdempotencyConflict when not); else None."""
+    if not key:
+        return None
+    existing = Refund.objects.filter(merchant_id=trade.merchant_id, idempotency_key=key).first()
+    if existing is None or existing.trade_id != trade.pk:
+        return None
+    amount = None if full is not None else value
+    replay = _replay(
+        trade.merchant_id,
+        key,
+        trade=trade,
+        kind=RefundKind.REFUND,
+        amount=amount,
+        reason=reason,
+        existing=existing,
+    )
+    if replay is not None:
+        trade.refresh_from_db()
+    return replay
+
+
+def _request_locked(
+    trade: Trade, value: Decimal | None, *, reason: str, key: str, full: str | None, now: datetime
+) -> Refund:
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        locked = _lock(trade, in_the_way=key)
         replay, reversed = _refunds_in_the_way(locked, key)
         if key:
             existing = _replay(
@@ -573,18 +749,35 @@ def _request(
             )
             if existing is not None:
                 return _finish(existing, trade, locked)
-        if value is None:
-            raise RefundNotAllowed(full or "", out_trade_no=locked.out_trade_no)
-        refusal = _refund_refusal(locked, now, reversed=reversed)
-        if refusal is not None:
-            refusal.out_trade_no = locked.out_trade_no
-            raise refusal
-        if value > locked.refundable_amount:
-            raise RefundAmountExceeded(
-                _exceeded(value, locked, locked.refundable_amount), out_trade_no=locked.out_trade_no
-            )
+        refusal = None if value is None else _refusal_now(locked, now, value, reversed)
+        if refusal is not None or value is None:
+            if key and replay is None:
+                # The key's refund may have been committed while this transaction waited for the lock (the
+                # locking statement did not see it): a replay takes precedence over any refusal.
+                late = Refund.objects.filter(merchant_id=locked.merchant_id, idempotency_key=key).first()
+                existing = _replay(
+                    locked.merchant_id,
+                    key,
+                    trade=locked,
+                    kind=RefundKind.REFUND,
+                    amount=None if full is not None else value,
+                    reason=reason,
+                    existing=late,
+                )
+                if existing is not None:
+                    return _finish(existing, trade, locked)
+            refused = refusal or RefundNotAllowed(full or "")
+            refused.out_trade_no = locked.out_trade_no
+            raise refused
         refund, handover = _create(
-            locked, kind=RefundKind.REFUND, amount=value, reason=reason, key=key, debits=True, now=now
+            locked,
+            kind=RefundKind.REFUND,
+            amount=value,
+            reason=reason,
+            key=key,
+            debits=True,
+            now=now,
+            outermost=outermost,
         )
     return _finish(refund, trade, locked, handover)
 
@@ -977,6 +1170,9 @@ def _send(refund: Refund, request: Mapping[str, str], *, conclusive: bool, slot:
             refund.gateway_refund_id,
             outcome.code or "no answer",
         )
+    recorded = _record_answer(refund, trade, outcome)
+    if recorded is not None:
+        return recorded
     return record_result(
         refund,
         outcome=outcome.status,
@@ -1142,6 +1338,125 @@ _RECORDED = (
 )
 
 
+def _recorded_columns(
+    refund: Refund, status: RefundStatus, code: str, description: str, raw: Mapping[str, str], now: datetime
+) -> dict[str, Any]:
+    """The columns recording ``status`` writes on the refund's row, with their values (the others keep
+    theirs): the status and answer time always, the code and description with a code or a success, the
+    response when there is one, the completion time when final."""
+    columns: dict[str, Any] = {"status": status}
+    if code or status in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
+        if len(code) > ERROR_CODE_MAX:
+            logger.warning(
+                "%s %s: error code of %d characters cut to %d: %r",
+                refund.kind,
+                refund.gateway_refund_id,
+                len(code),
+                ERROR_CODE_MAX,
+                code,
+            )
+        columns["error_code"] = code[:ERROR_CODE_MAX]
+        columns["error_description"] = description
+    if raw:
+        columns["response"] = raw
+    columns["answered_at"] = now
+    if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        columns["completed_at"] = now
+    return columns
+
+
+@functools.cache
+def _record_statement(names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    """One statement recording an answer on a refund still as its caller claimed it (PostgreSQL): the trade's
+    row locked first, then the refund's updated only while it is in that state, then the trade's balance
+    moved by it; it returns the trade's row as it is afterwards, and whether the refund was recorded.
+
+    The refund's row is locked by its UPDATE, which can only run on a row the join with the locked trade
+    has produced: the trade's lock comes first, the order of every other path that locks the two.
+    """
+    quote = connection.ops.quote_name
+    refund_meta, trade_meta = Refund._meta, Trade._meta
+    fields = tuple(refund_meta.get_field(name) for name in names)
+    column = {field.name: quote(str(field.column)) for field in (*refund_meta.concrete_fields,)}
+    trade_column = {field.name: quote(str(field.column)) for field in trade_meta.concrete_fields}
+    pending, refunded = trade_column["refund_pending_amount"], trade_column["refunded_amount"]
+    sets = ", ".join(f"{column[field.name]} = %s" for field in fields)
+    # The trade's columns as they are after the statement: the balance from its update, when it moved.
+    returned = ", ".join(
+        f"COALESCE(moved.{name}, locked.{name}) AS {name}"
+        if name in (pending, refunded)
+        else f"locked.{name}"
+        for name in trade_column.values()
+    )
+    sql = (
+        f"WITH locked AS (SELECT * FROM {quote(trade_meta.db_table)} WHERE id = %s FOR UPDATE), "  # noqa: S608
+        f"recorded AS (UPDATE {quote(refund_meta.db_table)} AS r SET {sets} FROM locked "
+        f"WHERE r.id = %s AND r.{column['trade']} = locked.id AND r.{column['status']} = %s "
+        f"AND r.{column['attempts']} = %s AND r.{column['answered_at']} IS NULL "
+        f"RETURNING r.{column['amount']} AS amount, r.{column['debits_balance']} AS debits), "
+        f"moved AS (UPDATE {quote(trade_meta.db_table)} AS t "
+        f"SET {pending} = t.{pending} - recorded.amount * %s, "
+        f"{refunded} = t.{refunded} + recorded.amount * %s "
+        f"FROM recorded WHERE t.id = %s AND recorded.debits AND %s "
+        f"RETURNING t.{pending}, t.{refunded}) "
+        f"SELECT {returned}, (SELECT count(*) FROM recorded) AS recorded_rows "
+        f"FROM locked LEFT JOIN moved ON true"
+    )
+    return sql, fields
+
+
+def _record_answer(refund: Refund, trade: Trade, outcome: _Outcome) -> Refund | None:
+    """:func:`record_result` of a call's answer in one statement (no BEGIN, COMMIT or read first), when the
+    refund is still as its caller claimed it: a REFUND on PostgreSQL, SUBMITTED (or UNKNOWN being resolved)
+    with ``attempts`` as claimed and no answer recorded yet. None, with nothing written, when it is not
+    (another path recorded meanwhile, a life-cycle move to judge on the locked row): the caller then
+    records through :func:`record_result`, which reads the row under lock and decides.
+    """
+    if (
+        connection.vendor != "postgresql"
+        or refund.kind != RefundKind.REFUND
+        or refund.answered_at is not None
+    ):
+        return None
+    status = outcome.status
+    previous = RefundStatus(refund.status)
+    if previous in REFUND_FINAL or not refund_move_allowed(previous, RefundEvent.ANSWER, status):
+        return None  # record_result judges it on the locked row (ignored when final, else IllegalMove)
+    raw = {str(k): str(v) for k, v in (outcome.fields or {}).items()}
+    now = clock.now()
+    columns = _recorded_columns(refund, status, outcome.code, outcome.description, raw, now)
+    columns["updated_at"] = timezone.now()
+    sql, fields = _record_statement(tuple(columns))
+    values = [field.get_db_prep_save(columns[field.name], connection) for field in fields]
+    release = 1 if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED) else 0
+    credit = 1 if status == RefundStatus.SUCCEEDED else 0
+    params = [
+        trade.pk,
+        *values,
+        refund.pk,
+        previous,
+        refund.attempts,
+        release,
+        credit,
+        trade.pk,
+        bool(release),
+    ]
+    found = list(Trade.objects.raw(sql, params))
+    if not found or not getattr(found[0], "recorded_rows", 0):
+        return None
+    locked = found[0]
+    if Trade.merchant.is_cached(trade) and trade.merchant_id == locked.merchant_id:
+        Trade.merchant.field.set_cached_value(locked, trade.merchant)
+    for name, value in columns.items():
+        setattr(refund, name, value)
+    Refund.trade.field.set_cached_value(refund, locked)
+    if status == RefundStatus.SUCCEEDED:
+        signals.send_on_commit(signals.refund_succeeded, Refund, refund=refund, trade=locked, params=raw)
+    elif status == RefundStatus.FAILED:
+        signals.send_on_commit(signals.refund_failed, Refund, refund=refund, trade=locked, params=raw)
+    return refund
+
+
 def record_result(
     refund: Refund,
     *,
@@ -1187,24 +1502,8 @@ def record_result(
             Refund.trade.field.set_cached_value(refund, trade)
             return refund
         check_refund_move(locked.gateway_refund_id, previous, event, status)
-        locked.status = status
-        if code or status in (RefundStatus.SUCCEEDED, RefundStatus.SUBMITTED):
-            if len(code) > ERROR_CODE_MAX:
-                logger.warning(
-                    "%s %s: error code of %d characters cut to %d: %r",
-                    locked.kind,
-                    locked.gateway_refund_id,
-                    len(code),
-                    ERROR_CODE_MAX,
-                    code,
-                )
-            locked.error_code = code[:ERROR_CODE_MAX]
-            locked.error_description = description
-        if raw:
-            locked.response = raw
-        locked.answered_at = now
-        if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
-            locked.completed_at = now
+        for name, value in _recorded_columns(locked, status, code, description, raw, now).items():
+            setattr(locked, name, value)
         locked.save(update_fields=_RECORDED)
         # The trade is locked: its balance after the update is the one read plus the change (not read back).
         if locked.debits_balance and status == RefundStatus.SUCCEEDED:

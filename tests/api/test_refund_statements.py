@@ -25,8 +25,8 @@ from tests.api.conftest import API, gateway_calls
 pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Authentication (1), the user's permissions (2), the trade with its merchant (1), the refund sent at once
-#: and answered SUCCESS (8).
-API_REFUND_MAX = 12
+#: and answered SUCCESS (3).
+API_REFUND_MAX = 7
 
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -49,7 +49,7 @@ def listing(sql: list[str]) -> str:
     return f"{len(sql)} statements: " + "; ".join(lines)
 
 
-def test_a_refund_through_the_api_takes_at_most_twelve_statements(
+def test_a_refund_through_the_api_takes_at_most_seven_statements(
     paid_online: Callable[..., dict[str, Any]], make_user: Callable[..., Any], emulator: str
 ) -> None:
     trade = paid_online("100.00")

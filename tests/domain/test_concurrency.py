@@ -95,3 +95,115 @@ def test_the_database_refuses_an_overrun_even_without_the_domain(postgresql: Non
     Trade.objects.filter(pk=trade.pk).update(
         refund_pending_amount=F("refund_pending_amount") + Decimal("4.00")
     )
+
+
+def _wait_for_a_lock_wait(other_pid: int) -> None:
+    """Until the backend ``other_pid`` waits for a row lock (the caller holds it)."""
+    from django.db import connections
+
+    prober = connections.create_connection("default")
+    try:
+        for _ in range(400):
+            with prober.cursor() as cursor:
+                cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [other_pid])
+                row = cursor.fetchone()
+            if row is not None and row[0] == "Lock":
+                return
+            threading.Event().wait(0.025)
+        raise AssertionError("the other refund never waited for the trade's lock")
+    finally:
+        prober.close()
+
+
+@pytest.mark.parametrize("paid", ["30.00", "5.00"], ids=["room-left", "nothing-left"])
+def test_a_key_used_for_the_same_refund_while_waiting_for_the_trades_lock_replays_that_refund(
+    postgresql: None, make_trade: Callable[..., Trade], recorded_dispatch: list[int], paid: str
+) -> None:
+    """The resend of a request whose original holds the trade's lock gets the original's refund once it
+    commits: not a conflict, not a second refund, and not a refusal when the original took what was left."""
+    from django.db import transaction
+
+    trade = make_trade(amount=Decimal(paid))
+    pid: list[int] = []
+    answers: list[Any] = []
+    ready = threading.Event()
+
+    def resend() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid.append(cursor.fetchone()[0])
+            ready.set()
+            fresh = Trade.objects.get(pk=trade.pk)
+            answers.append(refunds.request_refund(fresh, "5.00", idempotency_key="k"))
+        except BaseException as exc:
+            answers.append(exc)
+        finally:
+            ready.set()
+            connection.close()
+
+    worker = threading.Thread(target=resend)
+    with transaction.atomic():
+        Trade.objects.select_for_update().get(pk=trade.pk)
+        worker.start()
+        ready.wait(10)
+        _wait_for_a_lock_wait(pid[0])
+        original = refunds.request_refund(trade, "5.00", idempotency_key="k")
+    worker.join(30)
+
+    assert len(answers) == 1
+    assert isinstance(answers[0], Refund), answers[0]
+    assert answers[0].pk == original.pk
+    assert Refund.objects.filter(trade=trade).count() == 1
+    assert Trade.objects.get(pk=trade.pk).refund_pending_amount == Decimal("5.00")
+    assert recorded_dispatch == [original.pk]
+
+
+def test_a_reversal_failed_while_waiting_for_the_trades_lock_no_longer_refuses_the_refund(
+    postgresql: None, make_trade: Callable[..., Trade], recorded_dispatch: list[int]
+) -> None:
+    """A refund decided after the trade's lock is decided on the trade's refunds as they are then."""
+    from django.db import transaction
+
+    from django_alipay.domain.lifecycle import RefundEvent
+
+    trade = make_trade(amount=Decimal("30.00"), product="barcode", status="TRADE_SUCCESS")
+    reversal = Refund.objects.create(
+        merchant_id=trade.merchant_id,
+        trade=trade,
+        kind="REVERSE",
+        gateway_refund_id="RV-IN-THE-WAY",
+        amount=Decimal("30.00"),
+        currency=trade.currency,
+        status=RefundStatus.SUBMITTED,
+        debits_balance=False,
+    )
+    pid: list[int] = []
+    answers: list[Any] = []
+    ready = threading.Event()
+
+    def refund() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid.append(cursor.fetchone()[0])
+            ready.set()
+            answers.append(refunds.request_refund(Trade.objects.get(pk=trade.pk), "5.00"))
+        except BaseException as exc:
+            answers.append(exc)
+        finally:
+            ready.set()
+            connection.close()
+
+    worker = threading.Thread(target=refund)
+    with transaction.atomic():
+        Trade.objects.select_for_update().get(pk=trade.pk)
+        worker.start()
+        ready.wait(10)
+        _wait_for_a_lock_wait(pid[0])
+        refunds.record_result(reversal, outcome=RefundStatus.FAILED, code="X", event=RefundEvent.ANSWER)
+    worker.join(30)
+
+    assert len(answers) == 1
+    assert isinstance(answers[0], Refund), answers[0]
+    assert Trade.objects.get(pk=trade.pk).refund_pending_amount == Decimal("5.00")
