@@ -1205,7 +1205,7 @@ def record_result(
         locked.answered_at = now
         if status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
             locked.completed_at = now
-        locked.save(update_fields=_RECORDED)
+        rows.write_columns(locked, _RECORDED)
         # The trade is locked: its balance after the update is the one read plus the change (not read back).
         if locked.debits_balance and status == RefundStatus.SUCCEEDED:
             Trade.objects.filter(pk=trade.pk).update(

@@ -1,0 +1,60 @@
+"""A notification writes the trade's new status in one constant statement, and a model signal receiver
+still hears of that write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db.models.signals import post_save
+
+from django_alipay.models import Merchant, Trade
+from tests.domain.fakegateway import FakeGateway
+from tests.domain.test_notifications import deliver, sign_form, trade_params
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def unpaid(make_trade: Callable[..., Trade]) -> Trade:
+    return make_trade(status="WAIT_BUYER_PAY", paid_at=None)
+
+
+def test_a_notification_moves_the_trade_without_the_orm_save(
+    merchant: Merchant, unpaid: Trade, gateway: FakeGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(self: Trade, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("Trade.save() compiled an UPDATE for a notification")
+
+    before = Trade.objects.get(pk=unpaid.pk).updated_at
+    monkeypatch.setattr(Trade, "save", refuse)
+    answer = deliver(merchant, sign_form(trade_params(unpaid)))
+    assert (answer.status, answer.body) == (200, "success")
+    monkeypatch.undo()
+    trade = Trade.objects.get(pk=unpaid.pk)
+    assert trade.status == "TRADE_FINISHED"
+    assert trade.trade_no == "2024050122001332950500389138"
+    assert trade.paid_at is not None
+    assert trade.updated_at > before
+
+
+def test_a_post_save_receiver_on_trade_still_hears_the_notifications_write(
+    merchant: Merchant, unpaid: Trade, gateway: FakeGateway
+) -> None:
+    heard: list[tuple[str, frozenset[str] | None]] = []
+
+    def receiver(sender: type[Trade], instance: Trade, update_fields: Any = None, **kwargs: Any) -> None:
+        heard.append((instance.status, frozenset(update_fields) if update_fields else None))
+
+    post_save.connect(receiver, sender=Trade, dispatch_uid="test-trade-writes")
+    try:
+        answer = deliver(merchant, sign_form(trade_params(unpaid)))
+    finally:
+        post_save.disconnect(sender=Trade, dispatch_uid="test-trade-writes")
+    assert (answer.status, answer.body) == (200, "success")
+    assert len(heard) == 1
+    status, fields = heard[0]
+    assert status == "TRADE_FINISHED"
+    assert fields is not None
+    assert {"status", "paid_at", "trade_no", "updated_at"} <= fields
