@@ -17,6 +17,9 @@ from django_alipay.protocol import transport
 from django_alipay.protocol.errors import OutcomeUnknownError
 from tests.client.stub import Canned, xml_success
 
+#: Every test here needs the stub gateway on a real socket, to wrap it in TLS.
+pytestmark = pytest.mark.wire
+
 QUERY_OK = {"out_trade_no": "T1", "trade_status": "TRADE_FINISHED", "total_fee": "0.01"}
 
 
