@@ -1208,16 +1208,13 @@ def record_result(
         rows.write_columns(locked, _RECORDED)
         # The trade is locked: its balance after the update is the one read plus the change (not read back).
         if locked.debits_balance and status == RefundStatus.SUCCEEDED:
-            Trade.objects.filter(pk=trade.pk).update(
-                refund_pending_amount=F("refund_pending_amount") - locked.amount,
-                refunded_amount=F("refunded_amount") + locked.amount,
+            rows.add_to_columns(
+                Trade, trade.pk, refund_pending_amount=-locked.amount, refunded_amount=locked.amount
             )
             trade.refund_pending_amount -= locked.amount
             trade.refunded_amount += locked.amount
         elif locked.debits_balance and status == RefundStatus.FAILED:
-            Trade.objects.filter(pk=trade.pk).update(
-                refund_pending_amount=F("refund_pending_amount") - locked.amount
-            )
+            rows.add_to_columns(Trade, trade.pk, refund_pending_amount=-locked.amount)
             trade.refund_pending_amount -= locked.amount
         if locked.kind == RefundKind.REVERSE and status == RefundStatus.SUCCEEDED:
             trades.close_locked(trade, Merchant.objects.get(pk=trade.merchant_id), raw=raw, source="gateway")

@@ -1,14 +1,17 @@
-"""A notification writes the trade's new status in one constant statement, and a model signal receiver
-still hears of that write."""
+"""A notification writes the trade's new status in one constant statement (a model signal receiver still
+hears of that write), and the row helpers behind it read and write as the ORM does."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.db.models.signals import post_save
 
+from django_alipay.domain import rows
 from django_alipay.models import Merchant, Trade
 from tests.domain.fakegateway import FakeGateway
 from tests.domain.test_notifications import deliver, sign_form, trade_params
@@ -58,3 +61,30 @@ def test_a_post_save_receiver_on_trade_still_hears_the_notifications_write(
     assert status == "TRADE_FINISHED"
     assert fields is not None
     assert {"status", "paid_at", "trade_no", "updated_at"} <= fields
+
+
+def test_a_row_read_by_a_constant_statement_equals_the_orms(
+    merchant: Merchant, make_trade: Callable[..., Trade]
+) -> None:
+    trade = make_trade(status="TRADE_FINISHED", gateway_response={"trade_status": "TRADE_FINISHED", "n": "1"})
+    Trade.objects.filter(pk=trade.pk).update(refunded_amount=Decimal("0.50"))
+    expected = Trade.objects.get(pk=trade.pk)
+    with transaction.atomic():
+        found = rows.select_one(Trade, lock=True, merchant_id=merchant.pk, out_trade_no=trade.out_trade_no)
+    assert found is not None
+    for field in Trade._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+    assert found.gateway_response == {"trade_status": "TRADE_FINISHED", "n": "1"}
+    assert isinstance(found.refunded_amount, Decimal)
+    assert found._state.adding is False
+    assert rows.select_one(Trade, merchant_id=merchant.pk, out_trade_no="no such order") is None
+
+
+def test_amounts_added_by_a_constant_statement_land_on_the_row(make_trade: Callable[..., Trade]) -> None:
+    trade = make_trade(status="TRADE_FINISHED")
+    Trade.objects.filter(pk=trade.pk).update(refund_pending_amount=Decimal("1.00"))
+    rows.add_to_columns(
+        Trade, trade.pk, refund_pending_amount=Decimal("-0.40"), refunded_amount=Decimal("0.40")
+    )
+    trade.refresh_from_db()
+    assert (trade.refund_pending_amount, trade.refunded_amount) == (Decimal("0.60"), Decimal("0.40"))
