@@ -1168,9 +1168,7 @@ def record_result(
     with transaction.atomic():
         # Both rows in one statement, the trade's locked before the refund's (PostgreSQL locks in the order
         # of FOR UPDATE OF): the order of every other path that locks the two.
-        locked = (
-            Refund.objects.select_related("trade").select_for_update(of=("trade", "self")).get(pk=refund.pk)
-        )
+        locked = rows.select_with_parent_locked(Refund, "trade", refund.pk)
         trade = locked.trade
         previous = RefundStatus(locked.status)
         if previous in REFUND_FINAL:

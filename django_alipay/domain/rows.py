@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from django.db import connections, models
 from django.db.models.signals import post_save, pre_save
 
-__all__ = ["copy_into", "select_one", "write_columns"]
+__all__ = ["add_to_columns", "copy_into", "select_one", "select_with_parent_locked", "write_columns"]
 
 M = TypeVar("M", bound=models.Model)
 
@@ -58,25 +58,50 @@ def write_columns(instance: models.Model, names: Sequence[str]) -> None:
         cursor.execute(sql, [*values, instance.pk])
 
 
+Converters = tuple[tuple[Any, list[Any]], ...]
+
+
+@functools.cache
+def _converters(model: type[models.Model], alias: str) -> Converters:
+    """Each concrete column's expression and the functions that turn its database value into Python's."""
+    connection = connections[alias]
+    found = []
+    for field in model._meta.concrete_fields:
+        col = field.get_col(model._meta.db_table)
+        found.append((col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]))
+    return tuple(found)
+
+
+def _instance(model: type[M], alias: str, attnames: tuple[str, ...], converters: Converters, row: Any) -> M:
+    connection = connections[alias]
+    values = []
+    for value, (col, functions) in zip(row, converters, strict=True):
+        for function in functions:
+            value = function(value, col, connection)
+        values.append(value)
+    return model.from_db(alias, attnames, values)
+
+
+def _column_list(model: type[models.Model], alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    table = quote(model._meta.db_table)
+    return ", ".join(f"{table}.{quote(str(field.column))}" for field in model._meta.concrete_fields)
+
+
 @functools.cache
 def _select_statement(
     model: type[models.Model], names: tuple[str, ...], alias: str, lock: bool
-) -> tuple[str, tuple[str, ...], tuple[tuple[Any, list[Any]], ...]]:
+) -> tuple[str, tuple[str, ...], Converters]:
     """``SELECT`` of every concrete column of the row of ``model`` whose ``names`` columns equal the
     parameters (``FOR UPDATE`` with ``lock``), the attnames in column order and each column's converters."""
-    connection = connections[alias]
-    quote = connection.ops.quote_name
+    quote = connections[alias].ops.quote_name
     meta = model._meta
-    fields = meta.concrete_fields
     table = quote(meta.db_table)
-    columns = ", ".join(quote(str(field.column)) for field in fields)
-    where = " AND ".join(f"{quote(str(meta.get_field(name).column))} = %s" for name in names)  # type: ignore[union-attr]
+    where = " AND ".join(f"{table}.{quote(str(meta.get_field(name).column))} = %s" for name in names)  # type: ignore[union-attr]
+    columns = _column_list(model, alias)
     sql = f"SELECT {columns} FROM {table} WHERE {where}{' FOR UPDATE' if lock else ''}"  # noqa: S608 (our names)
-    converters = []
-    for field in fields:
-        col = field.get_col(meta.db_table)
-        converters.append((col, [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]))
-    return sql, tuple(field.attname for field in fields), tuple(converters)
+    attnames = tuple(field.attname for field in meta.concrete_fields)
+    return sql, attnames, _converters(model, alias)
 
 
 def select_one(model: type[M], *, lock: bool = False, **columns: Any) -> M | None:
@@ -85,19 +110,52 @@ def select_one(model: type[M], *, lock: bool = False, **columns: Any) -> M | Non
     statement: no ORM compilation on every call. The names are attnames (``merchant_id``, not ``merchant``).
     """
     alias = model._default_manager.db
-    connection = connections[alias]
     sql, attnames, converters = _select_statement(model, tuple(columns), alias, lock)
-    with connection.cursor() as cursor:
+    with connections[alias].cursor() as cursor:
         cursor.execute(sql, list(columns.values()))
         row = cursor.fetchone()
+    return None if row is None else _instance(model, alias, attnames, converters, row)
+
+
+@functools.cache
+def _joined_statement(model: type[models.Model], parent: str, alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    meta = model._meta
+    field = meta.get_field(parent)
+    other: Any = field.related_model
+    table, other_table = quote(meta.db_table), quote(other._meta.db_table)
+    on = f"{other_table}.{quote(str(other._meta.pk.column))} = {table}.{quote(str(field.column))}"  # type: ignore[union-attr]
+    columns = f"{_column_list(model, alias)}, {_column_list(other, alias)}"
+    return (
+        f"SELECT {columns} FROM {table} INNER JOIN {other_table} ON {on} "  # noqa: S608 (our own names)
+        f"WHERE {table}.{quote(str(meta.pk.column))} = %s FOR UPDATE OF {other_table}, {table}"
+    )
+
+
+def select_with_parent_locked(model: type[M], parent: str, pk: Any) -> M:
+    """The row ``pk`` of ``model``, with the row its foreign key ``parent`` points to cached on it; both
+    locked, the parent's first (``FOR UPDATE OF parent, self``): like ``model.objects.select_related(parent)
+    .select_for_update(of=(parent, "self")).get(pk=pk)`` in one constant statement. Raises the model's
+    DoesNotExist when there is no such row. On a database without ``FOR UPDATE OF``, that ORM query.
+    """
+    alias = model._default_manager.db
+    connection = connections[alias]
+    if not connection.features.has_select_for_update_of:
+        return model._default_manager.select_related(parent).select_for_update(of=(parent, "self")).get(pk=pk)
+    field: Any = model._meta.get_field(parent)
+    other: Any = field.related_model
+    with connection.cursor() as cursor:
+        cursor.execute(_joined_statement(model, parent, alias), [pk])
+        row = cursor.fetchone()
     if row is None:
-        return None
-    values = []
-    for value, (col, functions) in zip(row, converters, strict=True):
-        for function in functions:
-            value = function(value, col, connection)
-        values.append(value)
-    return model.from_db(alias, attnames, values)
+        raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")  # type: ignore[attr-defined]
+    width = len(model._meta.concrete_fields)
+    mine = tuple(f.attname for f in model._meta.concrete_fields)
+    theirs = tuple(f.attname for f in other._meta.concrete_fields)
+    instance = _instance(model, alias, mine, _converters(model, alias), row[:width])
+    related = _instance(other, alias, theirs, _converters(other, alias), row[width:])
+    field.set_cached_value(instance, related)
+    return instance
 
 
 @functools.cache

@@ -12,7 +12,8 @@ from django.db import transaction
 from django.db.models.signals import post_save
 
 from django_alipay.domain import rows
-from django_alipay.models import Merchant, Trade
+from django_alipay.models import Merchant, Refund, Trade
+from tests import factories
 from tests.domain.fakegateway import FakeGateway
 from tests.domain.test_notifications import deliver, sign_form, trade_params
 
@@ -88,3 +89,21 @@ def test_amounts_added_by_a_constant_statement_land_on_the_row(make_trade: Calla
     )
     trade.refresh_from_db()
     assert (trade.refund_pending_amount, trade.refunded_amount) == (Decimal("0.60"), Decimal("0.40"))
+
+
+def test_a_refund_read_with_its_trade_by_a_constant_statement_equals_the_orms(
+    make_trade: Callable[..., Trade],
+) -> None:
+    trade = make_trade(status="TRADE_FINISHED")
+    refund = factories.create_refund(trade, response={"refund_status": "REFUND_SUCCESS"})
+    expected = Refund.objects.select_related("trade").get(pk=refund.pk)
+    with transaction.atomic():
+        found = rows.select_with_parent_locked(Refund, "trade", refund.pk)
+        for field in Refund._meta.concrete_fields:
+            assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+        assert Refund.trade.is_cached(found)
+        for field in Trade._meta.concrete_fields:
+            assert getattr(found.trade, field.attname) == getattr(expected.trade, field.attname), field.name
+    assert found.response == {"refund_status": "REFUND_SUCCESS"}
+    with pytest.raises(Refund.DoesNotExist):
+        rows.select_with_parent_locked(Refund, "trade", refund.pk + 1000)
