@@ -913,12 +913,6 @@ def _stale_time(verified: wire.VerifiedNotification) -> bool:
     return isinstance(sent, datetime) and abs(clock.now() - sent) > NOTIFY_TIME_TOLERANCE
 
 
-@functools.cache
-def _lock_statement(columns: tuple[str, ...]) -> str:
-    where = " AND ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
-    return f"SELECT * FROM {connection.ops.quote_name(Trade._meta.db_table)} WHERE {where} FOR UPDATE"  # noqa: S608
-
-
 def _locked_trade(**columns: Any) -> Trade | None:
     """The trade with these column values (a unique key), its row locked until the transaction ends.
 
@@ -926,8 +920,7 @@ def _locked_trade(**columns: Any) -> Trade | None:
     """
     if not connection.features.has_select_for_update:
         return Trade.objects.select_for_update().filter(**columns).first()
-    found = Trade.objects.raw(_lock_statement(tuple(columns)), list(columns.values()))
-    return next(iter(found), None)
+    return rows.select_one(Trade, lock=True, **columns)
 
 
 def _process_trade(
@@ -994,7 +987,7 @@ def _process_refund(
     params = verified.params
     gateway_id = params.get("out_return_no") or params.get("partner_refund_id") or ""
     refund = (
-        Refund.objects.filter(merchant=merchant, gateway_refund_id=gateway_id).first() if gateway_id else None
+        rows.select_one(Refund, merchant_id=merchant.pk, gateway_refund_id=gateway_id) if gateway_id else None
     )
     if refund is None:
         return _Result(

@@ -1483,9 +1483,7 @@ def record_result(
     with transaction.atomic():
         # Both rows in one statement, the trade's locked before the refund's (PostgreSQL locks in the order
         # of FOR UPDATE OF): the order of every other path that locks the two.
-        locked = (
-            Refund.objects.select_related("trade").select_for_update(of=("trade", "self")).get(pk=refund.pk)
-        )
+        locked = rows.select_with_parent_locked(Refund, "trade", refund.pk)
         trade = locked.trade
         previous = RefundStatus(locked.status)
         if previous in REFUND_FINAL:
@@ -1504,19 +1502,16 @@ def record_result(
         check_refund_move(locked.gateway_refund_id, previous, event, status)
         for name, value in _recorded_columns(locked, status, code, description, raw, now).items():
             setattr(locked, name, value)
-        locked.save(update_fields=_RECORDED)
+        rows.write_columns(locked, _RECORDED)
         # The trade is locked: its balance after the update is the one read plus the change (not read back).
         if locked.debits_balance and status == RefundStatus.SUCCEEDED:
-            Trade.objects.filter(pk=trade.pk).update(
-                refund_pending_amount=F("refund_pending_amount") - locked.amount,
-                refunded_amount=F("refunded_amount") + locked.amount,
+            rows.add_to_columns(
+                Trade, trade.pk, refund_pending_amount=-locked.amount, refunded_amount=locked.amount
             )
             trade.refund_pending_amount -= locked.amount
             trade.refunded_amount += locked.amount
         elif locked.debits_balance and status == RefundStatus.FAILED:
-            Trade.objects.filter(pk=trade.pk).update(
-                refund_pending_amount=F("refund_pending_amount") - locked.amount
-            )
+            rows.add_to_columns(Trade, trade.pk, refund_pending_amount=-locked.amount)
             trade.refund_pending_amount -= locked.amount
         if locked.kind == RefundKind.REVERSE and status == RefundStatus.SUCCEEDED:
             trades.close_locked(trade, Merchant.objects.get(pk=trade.merchant_id), raw=raw, source="gateway")

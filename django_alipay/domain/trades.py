@@ -550,7 +550,7 @@ def apply_report_locked(trade: Trade, merchant: Merchant, report: StatusReport) 
     for name, value in updates.items():
         setattr(trade, name, value)
     if updates:
-        trade.save(update_fields=[*updates, "updated_at"])
+        rows.write_columns(trade, (*updates, "updated_at"))
 
     if "status" in updates:
         signals.send_on_commit(

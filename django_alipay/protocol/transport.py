@@ -25,9 +25,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import requests.adapters
+import requests.structures
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
+import urllib3.util
 
 from django_alipay.protocol.errors import (
     AlipayError,
@@ -321,6 +323,7 @@ class HttpTransport:
         self.proxies = dict(proxies) if proxies else None
         self.verify = verify
         self._checked_origins: set[str] = set()
+        self._pool_keys: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -368,9 +371,12 @@ class HttpTransport:
         if remaining <= 0:
             raise TransportError("the call's deadline passed before the request was sent", **context)
         self._keep_deadline(request.url)
+        direct = self._direct_pool(request.url)
         call = _Call(request.deadline)
         _state.call = call
         try:
+            if direct is not None:
+                return self._send_direct(request, direct, call, context, remaining)
             try:
                 response = self.session.request(
                     request.method,
@@ -391,11 +397,77 @@ class HttpTransport:
             ) as exc:
                 raise _failure(exc, call, context) from exc
             try:
-                return _read(response, call, request.max_bytes, context)
+                return _read_raw(response.raw, call, request.max_bytes, context)
             finally:
                 response.close()
         finally:
             _state.call = None
+
+    def _direct_pool(self, url: str) -> tuple[Any, str] | None:
+        """The urllib3 pool of the transport's own adapter for ``url``, and the request target, when a request
+        can go straight to it; None when requests' full path is needed (see :meth:`_send_direct`)."""
+        session = self.session
+        if not self._owns_session or self.proxies or session.auth or session.params or session.cert:
+            return None
+        if session.cookies:
+            return None
+        adapter = session.get_adapter(url)
+        if not isinstance(adapter, _DeadlineAdapter):
+            return None
+        parts = urlsplit(url)
+        origin = (parts.scheme.lower(), parts.netloc.lower())
+        found = self._pool_keys.get(origin)
+        if found is None:
+            prepared = requests.PreparedRequest()
+            prepared.prepare(method="GET", url=f"{parts.scheme}://{parts.netloc}/")
+            attributes: Any = adapter.build_connection_pool_key_attributes(prepared, self.verify)
+            found = (dict(attributes[0]), dict(attributes[1]))
+            self._pool_keys[origin] = found
+        host_params, pool_kwargs = found
+        pool = adapter.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+        adapter.cert_verify(pool, url, self.verify, None)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return pool, target
+
+    def _send_direct(
+        self,
+        request: Request,
+        direct: tuple[Any, str],
+        call: _Call,
+        context: dict[str, Any],
+        remaining: float,
+    ) -> Response:
+        """Send through the transport's own connection pool without requests' per-call preparation (cookie
+        merging, hooks, environment settings, URL re-parsing): the same pool, connections, headers,
+        timeouts, deadline and error classes as :meth:`send` through requests, at a fraction of the cost."""
+        pool, target = direct
+        headers = requests.structures.CaseInsensitiveDict(self.session.headers)
+        headers.update(request.headers)
+        if request.body is not None:
+            headers["Content-Length"] = str(len(request.body))
+        try:
+            raw = pool.urlopen(
+                method=request.method,
+                url=target,
+                body=request.body,
+                headers=headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=urllib3.util.Retry(0, read=False),
+                timeout=urllib3.util.Timeout(
+                    connect=min(request.timeout[0], remaining), read=min(request.timeout[1], remaining)
+                ),
+                chunked=False,
+            )
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            raise _failure(exc, call, context) from exc
+        try:
+            return _read_raw(raw, call, request.max_bytes, context)
+        finally:
+            raw.close()
+            raw.release_conn()
 
 
 def _failure(exc: BaseException, call: _Call, context: dict[str, Any]) -> AlipayError:
@@ -410,12 +482,13 @@ def _failure(exc: BaseException, call: _Call, context: dict[str, Any]) -> Alipay
     )
 
 
-def _read(response: requests.Response, call: _Call, max_bytes: int, context: dict[str, Any]) -> Response:
-    status = response.status_code
-    headers = dict(response.headers)
+def _read_raw(raw: Any, call: _Call, max_bytes: int, context: dict[str, Any]) -> Response:
+    """Read urllib3's answer (the status, the headers, and for a 200 the body up to ``max_bytes``)."""
+    status = raw.status
+    headers = dict(raw.headers)
     if status != 200:
         return Response(status=status, headers=headers)
-    announced = response.headers.get("Content-Length", "")
+    announced = raw.headers.get("Content-Length", "")
     if announced.isdigit() and int(announced) > max_bytes:
         raise GatewayResponseError(
             f"the response announces {announced} bytes, over the {max_bytes}-byte limit; not read",
@@ -424,7 +497,7 @@ def _read(response: requests.Response, call: _Call, max_bytes: int, context: dic
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(chunk_size=_CHUNK):
+        for chunk in raw.stream(_CHUNK, decode_content=True):
             size += len(chunk)
             if size > max_bytes:
                 raise GatewayResponseError(
@@ -435,12 +508,7 @@ def _read(response: requests.Response, call: _Call, max_bytes: int, context: dic
             chunks.append(chunk)
             if time.monotonic() > call.ends:
                 break
-    except (
-        requests.RequestException,
-        urllib3.exceptions.HTTPError,
-        http.client.HTTPException,
-        OSError,
-    ) as exc:
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
         reason = "the call's deadline passed" if time.monotonic() >= call.ends else _describe(exc)
         raise OutcomeUnknownError(f"the response broke off: {reason}", **context) from exc
     if time.monotonic() > call.ends:

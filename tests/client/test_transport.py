@@ -216,6 +216,45 @@ def test_a_session_adapter_that_cannot_keep_the_deadline_is_reported(stub, make_
     assert any("cannot keep the call's deadline" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.wire
+def test_the_transports_own_session_sends_without_requests_per_call_preparation(
+    stub, make_client, monkeypatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("requests' Session.request ran for a call the transport's own pool can send")
+
+    monkeypatch.setattr(requests.Session, "request", refuse)
+    stub.answer(Canned(xml_success(QUERY_OK, element="trade")), Canned(b"true"))
+    client = make_client()
+    assert client.single_trade_query(out_trade_no="T1").out_trade_no == "T1"
+    assert client.notify_verify("abc") is True
+
+
+@pytest.mark.wire
+def test_the_own_pool_sends_the_same_request_as_requests_does(stub, make_client) -> None:
+    # The transport's own session goes straight to its pool; a session passed in goes through requests.
+    calls = 3
+    stub.answer(*[Canned(xml_success(QUERY_OK, element="trade")), Canned(b"true")] * calls * 2)
+    own = make_client()
+    with requests.Session() as session:
+        passed = make_client(session=session)
+        for client in (own, passed):
+            for _ in range(calls):
+                assert client.single_trade_query(out_trade_no="T1").out_trade_no == "T1"
+                assert client.notify_verify("abc") is True
+    sent = stub.requests
+    assert len(sent) == calls * 4
+    for mine, theirs in zip(sent[: calls * 2], sent[calls * 2 :], strict=True):
+        assert (mine.method, mine.path) == (theirs.method, theirs.path)
+        assert mine.params.keys() == theirs.params.keys()
+        assert {k.lower(): v for k, v in mine.headers.items() if k.lower() != "content-length"} == {
+            k.lower(): v for k, v in theirs.headers.items() if k.lower() != "content-length"
+        }
+        assert ("content-length" in {k.lower() for k in mine.headers}) == (
+            "content-length" in {k.lower() for k in theirs.headers}
+        )
+
+
 def test_a_shop_fakes_the_gateway_with_a_mock_transport_and_the_test_kit(no_network: None) -> None:
     from django_alipay.testing import build_response
 
