@@ -220,6 +220,14 @@ def _run(args: argparse.Namespace, db_path: Path) -> int:
         return 2
     server.set_app(get_wsgi_application())
     port = server.server_address[1]
+    # Before the ready line: whoever started the emulator may stop it as soon as it reads that line.
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     print(f"ready http://{_url_host(args.host)}:{port}/gateway.do", flush=True)
     print(
         f"alipay-public-key RSA {keys['RSA']['fingerprint']} DSA {keys['DSA']['fingerprint']}",
@@ -229,13 +237,6 @@ def _run(args: argparse.Namespace, db_path: Path) -> int:
         # Made up for this run: whoever started the emulator needs it to drive control/.
         print(f"control-token {control_token()}", flush=True)
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     serving.start()
     try:
