@@ -37,8 +37,12 @@ pytest: venv
 
 # The suite without the tests marked slow (packaging, browser, real Celery workers, schemathesis), for the
 # edit-and-run loop: no lint, no type check, no second DSA run, no lowest versions. `make test` runs it all.
+# Spread over the cores by pytest-xdist: each worker has its own test database and Redis database
+# (tests/conftest.py). `make quick WORKERS=0` runs it in one process; WORKERS=4 suits a 2-core machine whose
+# tests mostly wait.
+WORKERS ?= auto
 quick: venv
-	scripts/with-services $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	scripts/with-services $(BIN)/python -m pytest -m "not slow" -n $(WORKERS) $(PYTEST_ARGS)
 
 # The suite against the lowest version of every runtime requirement that pyproject.toml allows
 # (scripts/lowest-constraints), in its own virtualenv; the packaging tests install the newest, so they are

@@ -25,6 +25,27 @@ os.environ.setdefault("ALIPAY_EMULATOR_CONTROL_TOKEN", secrets.token_urlsafe(24)
 #: The header that lets a test change an emulator through control/.
 CONTROL_HEADERS = {"X-Emulator-Token": os.environ["ALIPAY_EMULATOR_CONTROL_TOKEN"]}
 
+
+def _redis_database_of_this_worker(url: str, worker: str) -> str:
+    """``url`` on the Redis database numbered after the pytest-xdist worker (gw0 -> 0, gw1 -> 1, ...).
+
+    Under ``pytest -n`` each worker flushes and fills a broker database of its own, as pytest-django gives
+    each its own test database; a serial run keeps the database of ``url``.
+    """
+    if not url or not worker.startswith("gw"):
+        return url
+    number = int(worker[2:])
+    assert number < 16, f"xdist worker {worker}: Redis has databases 0-15 only; run with fewer workers"
+    base, _, _database = url.rpartition("/")
+    return f"{base}/{number}"
+
+
+# Set before any fixture runs, so the Celery workers and shops the tests start inherit it too.
+if "REDIS_URL" in os.environ:
+    os.environ["REDIS_URL"] = _redis_database_of_this_worker(
+        os.environ["REDIS_URL"], os.environ.get("PYTEST_XDIST_WORKER", "")
+    )
+
 emptying.install()
 
 
