@@ -28,8 +28,12 @@ lint: venv
 type: venv
 	$(BIN)/mypy
 
+# The suite in two runs: the tests not marked slow spread over the cores (as `make quick`), then the slow ones
+# (real workers, servers, browsers, packaging) one at a time, as they always ran. Exit code 5 is "no test
+# selected", when PYTEST_ARGS names tests of one kind only.
 pytest: venv
-	scripts/with-services $(BIN)/python -m pytest $(PYTEST_ARGS)
+	scripts/with-services $(BIN)/python -m pytest -m "not slow" -n $(WORKERS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	scripts/with-services $(BIN)/python -m pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	# DSA once more through the fallback library, as a shop whose cryptography has no DSA runs it.
 	DJANGO_ALIPAY_DSA_BACKEND=pycryptodome scripts/with-services $(BIN)/python -m pytest -p no:cacheprovider \
 		-q tests/protocol
@@ -61,7 +65,9 @@ $(LOWEST_STAMP): pyproject.toml
 
 lowest: $(LOWEST_STAMP)
 	scripts/with-services $(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider --ignore=tests/packaging \
-		$(PYTEST_ARGS)
+		-m "not slow" -n $(WORKERS) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	scripts/with-services $(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider --ignore=tests/packaging \
+		-m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 demo: venv
 	$(BIN)/python scripts/demo $(DEMO_ARGS)
