@@ -414,6 +414,8 @@ class HttpTransport:
         adapter = session.get_adapter(url)
         if not isinstance(adapter, _DeadlineAdapter):
             return None
+        if not hasattr(adapter, "build_connection_pool_key_attributes"):
+            return None  # requests before 2.32: its own path
         parts = urlsplit(url)
         origin = (parts.scheme.lower(), parts.netloc.lower())
         found = self._pool_keys.get(origin)
