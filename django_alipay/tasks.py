@@ -334,14 +334,8 @@ def _merchant(merchant_id: int | None) -> Merchant | None:
     return None if merchant_id is None else Merchant.objects.get(pk=merchant_id)
 
 
-@shared_task(name="django_alipay.tasks.reconcile_open_trades", bind=True, acks_late=True)
-def reconcile_open_trades(self: Any, merchant_id: int | None = None) -> dict[str, Any]:
-    """Periodic: query unpaid trades older than ``RECONCILE_TRADE_AGE`` and apply what Alipay says.
-
-    This is what settles a trade whose notifications never arrived. Returns counts; mismatches and gateway
-    errors are logged (``django_alipay.tasks``) for a person to look at.
-    """
-    report = reconciliation.reconcile(merchant=_merchant(merchant_id), include_refunds=False)
+def _trade_counts(report: reconciliation.ReconciliationReport) -> dict[str, Any]:
+    """Log a trade reconciliation's mismatches (errors) and failed queries (warnings); return its counts."""
     for mismatch in report.mismatches:
         logger.error("reconciliation: %s %s: %s", mismatch.kind, mismatch.out_trade_no, mismatch.message)
     for error in report.errors:
@@ -352,6 +346,17 @@ def reconcile_open_trades(self: Any, merchant_id: int | None = None) -> dict[str
         "mismatches": len(report.mismatches),
         "errors": len(report.errors),
     }
+
+
+@shared_task(name="django_alipay.tasks.reconcile_open_trades", bind=True, acks_late=True)
+def reconcile_open_trades(self: Any, merchant_id: int | None = None) -> dict[str, Any]:
+    """Periodic: query unpaid trades older than ``RECONCILE_TRADE_AGE`` and apply what Alipay says.
+
+    This is what settles a trade whose notifications never arrived. Returns counts; mismatches and gateway
+    errors are logged (``django_alipay.tasks``) for a person to look at.
+    """
+    report = reconciliation.reconcile(merchant=_merchant(merchant_id), include_refunds=False)
+    return _trade_counts(report)
 
 
 #: Open trades per batch task of :func:`reconcile_open_trades_in_batches` (each queried in batches of
@@ -424,17 +429,7 @@ def reconcile_trade_range(
         if not _is_eager(self):
             _retry(self, _backoff_for(self, self.request.retries), what)
         return {**part, "failed_batches": 1}
-    for mismatch in report.mismatches:
-        logger.error("reconciliation: %s %s: %s", mismatch.kind, mismatch.out_trade_no, mismatch.message)
-    for error in report.errors:
-        logger.warning("reconciliation could not ask Alipay: %s", error)
-    return {
-        **part,
-        "trades_checked": report.trades_checked,
-        "trades_changed": report.trades_changed,
-        "mismatches": len(report.mismatches),
-        "errors": len(report.errors),
-    }
+    return {**part, **_trade_counts(report)}
 
 
 @shared_task(name="django_alipay.tasks.summarize_reconciliation", bind=True, acks_late=True)
