@@ -251,10 +251,37 @@ def _notify_id_hint(body: bytes, query_string: str) -> str:
 #: The columns an earlier delivery is read with (what the duplicate check and its record need).
 _EARLIER_FIELDS = ("id", "params", "outcome", "trade_id", "refund_id")
 
+#: The columns the stored request sets; every other column is stored with its default, written into the
+#: statement once (fewer parameters to quote on every notification).
+_REQUEST_FIELDS = (
+    "received_at",
+    "method",
+    "body",
+    "body_size",
+    "content_type",
+    "query_string",
+    "headers",
+    "remote_addr",
+    "forwarded_for",
+)
+
+
+def _literals(outcomes: tuple[ProcessingOutcome, ...]) -> str:
+    """SQL string literals of outcome values (our own constants: lower-case letters only)."""
+    if not all(str(o.value).isalpha() and str(o.value).islower() for o in outcomes):
+        raise ValueError("an outcome value is not a plain word")  # pragma: no cover
+    return ", ".join(f"'{o.value}'" for o in outcomes)
+
+
+def _stored_defaults() -> Notification:
+    """A notification as :func:`_store_known` stores one before any request field is set."""
+    return Notification(kind=NotificationKind.UNKNOWN, body_truncated=False)
+
 
 @functools.cache
 def _store_statement() -> tuple[str, tuple[Any, ...]]:
-    """The one statement that resolves the notify token, stores the request and reads earlier deliveries.
+    """The one statement that resolves the notify token, stores the request and reads earlier deliveries,
+    and the fields of its parameters (the request's; the other columns' values are in the text).
 
     The merchant comes from the database in the same statement (with its row version, which says whether this
     process's cached merchant is still the row), so a token that names no merchant stores nothing here; the
@@ -264,13 +291,23 @@ def _store_statement() -> tuple[str, tuple[Any, ...]]:
     meta = Notification._meta
     fields = tuple(f for f in meta.concrete_fields if not f.primary_key and f.attname != "merchant_id")
     columns = ", ".join(quote(str(f.column)) for f in fields)
+    defaults = _stored_defaults()
+    ops: Any = connection.ops  # PostgreSQL's: compose_sql quotes a value the way the driver does
     # INSERT ... SELECT does not type its parameters from the columns as VALUES does: each is cast.
-    values = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+    values = ", ".join(
+        f"%s::{f.db_type(connection)}"
+        if f.attname in _REQUEST_FIELDS
+        else ops.compose_sql(
+            f"%s::{f.db_type(connection)}", [f.get_db_prep_save(f.pre_save(defaults, True), connection)]
+        ).replace("%", "%%")
+        for f in fields
+    )
     table, merchant_table = quote(meta.db_table), quote(Merchant._meta.db_table)
     earlier = ", ".join(
         f"earlier.{quote(str(f.column))}" for f in meta.concrete_fields if f.attname in _EARLIER_FIELDS
     )
-    # Names of our own tables and columns; every value is a parameter.
+    # Names of our own tables and columns; every value is a parameter or a column default written by the
+    # database driver's own quoting.
     merchant = f"SELECT id, xmin::text AS version FROM {merchant_table} WHERE notify_token = %s"  # noqa: S608
     store = (
         f"INSERT INTO {table} (merchant_id, {columns}) "  # noqa: S608
@@ -278,14 +315,14 @@ def _store_statement() -> tuple[str, tuple[Any, ...]]:
     )
     acknowledged = (
         f"SELECT * FROM {table} WHERE merchant_id = merchant.id AND notify_id = %s "  # noqa: S608
-        "AND notify_id <> '' AND outcome IN (%s, %s)"
+        f"AND notify_id <> '' AND outcome IN ({_literals(_ACKNOWLEDGED)})"
     )
     sql = (
         f"WITH merchant AS ({merchant}), stored AS ({store}) "  # noqa: S608
         f"SELECT stored.id, merchant.id, merchant.version, {earlier} FROM stored CROSS JOIN merchant "
         f"LEFT JOIN LATERAL ({acknowledged}) earlier ON true ORDER BY earlier.id"
     )
-    return sql, fields
+    return sql, tuple(f for f in fields if f.attname in _REQUEST_FIELDS)
 
 
 def _store_known(
@@ -323,7 +360,7 @@ def _store_known(
     sql, fields = _store_statement()
     values = [f.get_db_prep_save(f.pre_save(notification, True), connection) for f in fields]
     with _one_statement(), connection.cursor() as cursor:
-        cursor.execute(sql, [merchant_token, *values, hint, *(str(o.value) for o in _ACKNOWLEDGED)])
+        cursor.execute(sql, [merchant_token, *values, hint])
         found = cursor.fetchall()
     if not found:
         return None
@@ -858,7 +895,7 @@ def _duplicate_statement(column: str) -> str:
     table, column = quote(Notification._meta.db_table), quote(column)
     return (
         f"SELECT id, params, ({column} = %s AND status = %s) FROM {table} "  # noqa: S608 (our own names)
-        "WHERE merchant_id = %s AND outcome = %s AND id <> %s "
+        f"WHERE merchant_id = %s AND outcome = {_literals((ProcessingOutcome.PROCESSED,))} AND id <> %s "
         f"AND ((notify_id = %s AND notify_id <> '') OR ({column} = %s AND status = %s)) ORDER BY id"
     )
 
@@ -883,11 +920,8 @@ def _duplicate(
     column, target = ("refund_id", refund) if refund is not None else ("trade_id", trade)
     assert target is not None
     same = (target.pk, status)
-    processed = ProcessingOutcome.PROCESSED.value
     with connection.cursor() as cursor:
-        cursor.execute(
-            _duplicate_statement(column), [*same, merchant.pk, processed, notification.pk, notify_id, *same]
-        )
+        cursor.execute(_duplicate_statement(column), [*same, merchant.pk, notification.pk, notify_id, *same])
         found = cursor.fetchall()
     signed: dict[str, str] | None = None
     for pk, params, by_status in found:
