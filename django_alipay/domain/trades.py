@@ -22,7 +22,7 @@ from django_alipay.enums import NotificationFlag, Product
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol import money, services
 from django_alipay.protocol.client import PageRequest
-from django_alipay.protocol.codes import TradeStatus
+from django_alipay.protocol.codes import TradeStatus, Verdict
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
     AlipayError,
@@ -30,6 +30,7 @@ from django_alipay.protocol.errors import (
     AmountError,
     InvalidParameterError,
 )
+from django_alipay.protocol.interpretation import verdict_of
 from django_alipay.protocol.services import SpotPayResult
 
 __all__ = [
@@ -297,13 +298,14 @@ def _start_spot_pay(trade: Trade, request: dict[str, Any]) -> TradeStart:
     client = gateway.client(trade.merchant, instore=True)
     try:
         result = client.spot_pay(**request)
-    except (AlipayBusinessError, AlipayGatewayError) as exc:
-        _close_refused(trade, exc.code or "", exc.description or "")
-        return TradeStart(trade=trade, error=exc)
     except AlipayError as exc:
-        logger.warning(
-            "spot pay of %s has an unknown outcome (%s); it will be queried", trade.out_trade_no, exc.code
-        )
+        # Only a refusal proves the buyer was not charged; other errors leave the trade waiting for a query.
+        if isinstance(exc, AlipayBusinessError | AlipayGatewayError) and verdict_of(exc) is Verdict.REFUSED:
+            _close_refused(trade, exc.code or "", exc.description or "")
+        else:
+            logger.warning(
+                "spot pay of %s has an unknown outcome (%s); it will be queried", trade.out_trade_no, exc.code
+            )
         return TradeStart(trade=trade, error=exc)
     _apply_instore_result(trade, result)
     return TradeStart(trade=trade)
