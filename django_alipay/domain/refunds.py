@@ -737,35 +737,23 @@ def _request_locked(
     with transaction.atomic():
         locked = _lock(trade, in_the_way=key)
         replay, reversed = _refunds_in_the_way(locked, key)
-        if key:
-            existing = _replay(
-                locked.merchant_id,
-                key,
-                trade=locked,
-                kind=RefundKind.REFUND,
-                amount=None if full is not None else value,
-                reason=reason,
-                existing=replay,
-            )
-            if existing is not None:
-                return _finish(existing, trade, locked)
+
+        def replayed(existing: Refund | None) -> Refund | None:
+            """The key's refund when this request repeats it (IdempotencyConflict when it is another's)."""
+            amount = None if full is not None else value
+            return _replay(
+                locked.merchant_id, key, trade=locked, kind=RefundKind.REFUND, amount=amount, reason=reason,
+                existing=existing,
+            )  # fmt: skip
+
+        if key and (existing := replayed(replay)) is not None:
+            return _finish(existing, trade, locked)
         refusal = None if value is None else _refusal_now(locked, now, value, reversed)
         if refusal is not None or value is None:
-            if key and replay is None:
-                # The key's refund may have been committed while this transaction waited for the lock (the
-                # locking statement did not see it): a replay takes precedence over any refusal.
-                late = Refund.objects.filter(merchant_id=locked.merchant_id, idempotency_key=key).first()
-                existing = _replay(
-                    locked.merchant_id,
-                    key,
-                    trade=locked,
-                    kind=RefundKind.REFUND,
-                    amount=None if full is not None else value,
-                    reason=reason,
-                    existing=late,
-                )
-                if existing is not None:
-                    return _finish(existing, trade, locked)
+            # The key's refund may have been committed while this transaction waited for the lock (the locking
+            # statement did not see it): read again, a replay takes precedence over any refusal.
+            if key and replay is None and (existing := replayed(_UNREAD)) is not None:
+                return _finish(existing, trade, locked)
             refused = refusal or RefundNotAllowed(full or "")
             refused.out_trade_no = locked.out_trade_no
             raise refused
