@@ -8,7 +8,6 @@ SAVEPOINT, RELEASE) is not counted.
 from __future__ import annotations
 
 import base64
-import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -21,32 +20,13 @@ from rest_framework.test import APIClient
 
 from django_alipay.models import Refund, Trade
 from tests.api.conftest import API, gateway_calls
+from tests.statements import listing, statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 #: Authentication (1), the user's permissions (2), the trade with its merchant (1), the refund sent at once
 #: and answered SUCCESS (3).
 API_REFUND_MAX = 7
-
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
-
-
-def statements(captured: CaptureQueriesContext) -> list[str]:
-    return [
-        query["sql"]
-        for query in captured.captured_queries
-        if not query["sql"].lstrip().upper().startswith(_CONTROL)
-    ]
-
-
-def listing(sql: list[str]) -> str:
-    """One line a statement: its verb and table (and FOR UPDATE), so a failure says where they went."""
-    lines = []
-    for text in sql:
-        table = re.search(r'(?:FROM|UPDATE|INTO)\s+"(\w+)"', text)
-        lock = " FOR UPDATE" if "FOR UPDATE" in text else ""
-        lines.append(f"{text.split(None, 1)[0]} {table.group(1) if table else text[:60]}{lock}")
-    return f"{len(sql)} statements: " + "; ".join(lines)
 
 
 def test_a_refund_through_the_api_takes_at_most_seven_statements(

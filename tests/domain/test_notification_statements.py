@@ -12,22 +12,13 @@ from django_alipay.domain import merchants
 from django_alipay.models import Merchant, Notification, Trade
 from tests.domain.fakegateway import FakeGateway
 from tests.domain.test_notifications import deliver, sign_form, trade_params
+from tests.statements import statements
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql")]
 
-#: Transaction control is not counted: only the statements that read or write rows.
-_CONTROL = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE")
 NEW_NOTIFICATION_STATEMENTS = 5
 RESEND_STATEMENTS = 3
 NEW_KEY = "0123456789abcdefghijklmnopqrstuv"
-
-
-def statements(captured: CaptureQueriesContext) -> list[str]:
-    return [
-        query["sql"]
-        for query in captured.captured_queries
-        if not query["sql"].lstrip().upper().startswith(_CONTROL)
-    ]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ counted: it is the same whatever the code does between.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -26,6 +25,7 @@ from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import RefundStatus
 from django_alipay.models import Refund, RefundSlot, Trade
 from tests.domain.fakegateway import FakeGateway
+from tests.statements import listing, statements
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql")]
 
@@ -36,27 +36,6 @@ SENT_AT_ONCE_MAX = 3
 #: A refund handed to a queue: the lock, the insert with the reservation, then the refund read back once
 #: (the queue may be eager).
 QUEUED_MAX = 3
-
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
-
-
-def statements(captured: CaptureQueriesContext) -> list[str]:
-    """The captured SQL statements less transaction control."""
-    return [
-        query["sql"]
-        for query in captured.captured_queries
-        if not query["sql"].lstrip().upper().startswith(_CONTROL)
-    ]
-
-
-def listing(sql: list[str]) -> str:
-    """One line a statement: its verb and table (and FOR UPDATE), so a failure says where they went."""
-    lines = []
-    for text in sql:
-        table = re.search(r'(?:FROM|UPDATE|INTO)\s+"(\w+)"', text)
-        lock = " FOR UPDATE" if "FOR UPDATE" in text else ""
-        lines.append(f"{text.split(None, 1)[0]} {table.group(1) if table else text[:60]}{lock}")
-    return f"{len(sql)} statements: " + "; ".join(lines)
 
 
 def test_a_refund_sent_at_once_and_answered_success_takes_at_most_three_statements(
