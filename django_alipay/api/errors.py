@@ -36,7 +36,7 @@ from django_alipay.domain.errors import (
     TradeNotAllowed,
 )
 from django_alipay.exceptions import AlipayConfigurationError
-from django_alipay.protocol.codes import lookup_error
+from django_alipay.protocol.codes import Verdict, lookup_error
 from django_alipay.protocol.errors import (
     AlipayBusinessError,
     AlipayError,
@@ -45,6 +45,7 @@ from django_alipay.protocol.errors import (
     InvalidParameterError,
     KeyFormatError,
 )
+from django_alipay.protocol.interpretation import verdict_of
 
 __all__ = ["ERROR_CODES", "IDEMPOTENCY_HEADER", "error_body", "exception_handler"]
 
@@ -182,12 +183,13 @@ def _alipay_response(exc: AlipayError) -> Response:
         )
     described = describe(exc.description or (lookup_error(exc.code).description if exc.code else ""))
     description = described or None
-    if isinstance(exc, AlipayGatewayError | AlipayBusinessError) and not exc.retryable:
+    if isinstance(exc, AlipayGatewayError | AlipayBusinessError) and verdict_of(exc) is Verdict.REFUSED:
         return Response(
             error_body("gateway_refused", exc.message, alipay_code=exc.code, description=description),
             status=status.HTTP_502_BAD_GATEWAY,
         )
-    # Transport failures, Alipay system errors and unknown outcomes: the same request may succeed later.
+    # Transport failures, Alipay system errors, unknown outcomes, codes in no catalog (they prove nothing):
+    # the same request may succeed later.
     return Response(
         error_body("gateway_unavailable", exc.message, alipay_code=exc.code, description=description),
         status=status.HTTP_503_SERVICE_UNAVAILABLE,

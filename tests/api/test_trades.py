@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from django_alipay.models import Merchant, Trade
 from django_alipay.protocol.codes import lookup_error
+from django_alipay.testing import build_response, mock_gateway
 from tests.api.conftest import API, BUYER_BARCODE, control, order_number
 from tests.conftest import TEST_PARTNER
 
@@ -299,6 +300,21 @@ def test_a_gateway_refusal_is_a_502_with_alipay_s_code_and_description(
     assert (error["code"], error["alipay_code"]) == ("gateway_refused", "ILLEGAL_SIGN")
     assert error["description"] == lookup_error("ILLEGAL_SIGN").description
     assert "wrongwrong" not in response.content.decode()
+
+
+@pytest.mark.parametrize("code", ["NOT_IN_ANY_CATALOG", "SYSTEM_ERROR"])
+def test_an_answer_that_is_not_a_refusal_is_a_503_not_a_refused_502(
+    api: APIClient, shop: Merchant, code: str
+) -> None:
+    # An error code in no catalog proves nothing; a system error may pass: neither is "Alipay refused".
+    trade_id = create(api).json()["trade"]["id"]
+    with mock_gateway(lambda request: build_response("single_trade_query", error=code)):
+        response = api.post(f"{API}trades/{trade_id}/sync/")
+
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["alipay_code"]) == ("gateway_unavailable", code)
+    assert response["Retry-After"]
 
 
 def test_an_unreachable_gateway_is_a_503_to_try_again(
