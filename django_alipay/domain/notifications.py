@@ -48,7 +48,7 @@ from django.utils.translation import gettext as _
 
 from django_alipay import gateway, signals
 from django_alipay.conf import app_settings
-from django_alipay.domain import clock, merchants, refunds, rows, settlement, trades
+from django_alipay.domain import clock, lifecycle, merchants, refunds, rows, settlement, trades
 from django_alipay.domain.errors import ReprocessNotAllowed
 from django_alipay.domain.lifecycle import RefundEvent
 from django_alipay.enums import (
@@ -974,8 +974,15 @@ def _process_trade(
             f"no order {out_trade_no[:64]!r} for this merchant",
         )
     status = params.get("trade_status") or params.get("alipay_trans_status") or ""
-    earlier = _duplicate(
-        notification, merchant, notify_id=verified.notify_id or "", trade=trade, status=status
+    # A trade's status only moves forward, and an applied delivery of a status left the trade at that status
+    # or past it: a notification that moves the locked trade forward has no applied earlier delivery, and
+    # needs no lookup (the common case: a first payment notification). Any other is looked up.
+    earlier = (
+        None
+        if lifecycle.trade_move_allowed(trade.status, status)
+        else _duplicate(
+            notification, merchant, notify_id=verified.notify_id or "", trade=trade, status=status
+        )
     )
     if earlier is not None:
         return _Result(ProcessingOutcome.DUPLICATE, trade=trade, duplicate_of=earlier)
