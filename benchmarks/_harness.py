@@ -48,6 +48,7 @@ __all__ = [
     "LoadResult",
     "Reply",
     "Request",
+    "bulk_create_open_trades",
     "cents",
     "cpu_seconds",
     "database",
@@ -56,6 +57,7 @@ __all__ = [
     "median",
     "percentile",
     "postgres_root",
+    "reconciliation_answer",
     "run_load",
     "setup_django",
     "spread",
@@ -582,3 +584,44 @@ def machine() -> str:
         f"Django {django.get_version()}, gunicorn {gunicorn.__version__}, PostgreSQL {pg}; "
         f"load average before the run {load}"
     )
+
+
+# --- the open trades of the reconciliation benchmarks ------------------------------------------------------
+
+#: The amount of every trade bulk-created by :func:`bulk_create_open_trades`.
+OPEN_TRADE_AMOUNT = "10.00"
+
+
+def reconciliation_answer(number: int) -> str:
+    """What the reconciliation benchmarks' gateway says of trade ``BENCH-<number>``: one in ten paid, one
+    closed, one unknown to it, the rest still unpaid."""
+    return {0: "TRADE_SUCCESS", 1: "TRADE_CLOSED", 2: "not_found"}.get(number % 10, "WAIT_BUYER_PAY")
+
+
+def bulk_create_open_trades(merchant: Any, count: int, *, now: Any, span: Any, chunk: int) -> float:
+    """``count`` unpaid trades ``BENCH-0`` ... (one in five in-store), 30 minutes to 30 minutes + ``span``
+    (a timedelta) old as of ``now``, inserted ``chunk`` at a time; the seconds it took."""
+    from decimal import Decimal
+
+    from django_alipay.models import Trade
+
+    started = time.perf_counter()
+    seconds = int(span.total_seconds())
+    for start in range(0, count, chunk):
+        Trade.objects.bulk_create(
+            [
+                Trade(
+                    merchant=merchant,
+                    out_trade_no=f"BENCH-{n}",
+                    amount=Decimal(OPEN_TRADE_AMOUNT),
+                    currency="USD",
+                    subject="Bench order",
+                    product="barcode" if n % 5 == 4 else "web",
+                    status="WAIT_BUYER_PAY",
+                    created_at=now - dt.timedelta(minutes=30, seconds=(n * 7) % seconds),
+                )
+                for n in range(start, min(start + chunk, count))
+            ],
+            batch_size=chunk,
+        )
+    return time.perf_counter() - started

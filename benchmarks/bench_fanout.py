@@ -42,7 +42,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,17 +49,19 @@ from urllib.parse import urlsplit
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
 
-from _harness import cpu_seconds, database, table  # noqa: E402
+from _harness import (  # noqa: E402
+    OPEN_TRADE_AMOUNT,
+    bulk_create_open_trades,
+    cpu_seconds,
+    database,
+    reconciliation_answer,
+    table,
+)
 
 MD5_KEY = "benchkey000000000000000000000000"
 PARTNER = "2088000000000001"
-AMOUNT = "10.00"
+AMOUNT = OPEN_TRADE_AMOUNT
 QUEUE = "alipay"
-
-
-def answer_for(number: int) -> str:
-    """What the gateway says about order ``number`` (as bench_reconciliation.py)."""
-    return {0: "TRADE_SUCCESS", 1: "TRADE_CLOSED", 2: "not_found"}.get(number % 10, "WAIT_BUYER_PAY")
 
 
 # --- the stub gateway ------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class FakeGateway:
         params = request.params
         service = params.get("service", "")
         order = params.get("out_trade_no") or params.get("partner_trans_id") or "X-0"
-        status = answer_for(int(order.rsplit("-", 1)[1]))
+        status = reconciliation_answer(int(order.rsplit("-", 1)[1]))
         if service == "single_trade_query":
             if status == "not_found":
                 body = envelope.render_response(is_success=False, error="TRADE_NOT_EXIST")
@@ -309,28 +310,8 @@ class LockSampler(threading.Thread):
 
 
 def create_trades(merchant: Any, count: int, now: dt.datetime) -> float:
-    from django_alipay.models import Trade
-
-    started = time.perf_counter()
-    chunk = 10_000
-    for start in range(0, count, chunk):
-        Trade.objects.bulk_create(
-            [
-                Trade(
-                    merchant=merchant,
-                    out_trade_no=f"BENCH-{n}",
-                    amount=Decimal(AMOUNT),
-                    currency="USD",
-                    subject="Bench order",
-                    product="barcode" if n % 5 == 4 else "web",
-                    status="WAIT_BUYER_PAY",
-                    created_at=now - dt.timedelta(minutes=30, seconds=(n * 7) % (5 * 86400)),
-                )
-                for n in range(start, min(start + chunk, count))
-            ],
-            batch_size=chunk,
-        )
-    return time.perf_counter() - started
+    """``count`` unpaid trades up to 5 days old, 10,000 a statement; the seconds it took."""
+    return bulk_create_open_trades(merchant, count, now=now, span=dt.timedelta(days=5), chunk=10_000)
 
 
 def reset_trades() -> None:
@@ -516,7 +497,7 @@ def main() -> None:
 
         expected = {"TRADE_SUCCESS": 0, "TRADE_CLOSED": 0, "WAIT_BUYER_PAY": 0}
         for n in range(args.trades):
-            status = answer_for(n)
+            status = reconciliation_answer(n)
             expected["WAIT_BUYER_PAY" if status == "not_found" else status] += 1
 
         rows = []

@@ -42,7 +42,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,16 +49,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import OPEN_TRADE_AMOUNT, bulk_create_open_trades, reconciliation_answer
 
 MD5_KEY = "benchkey000000000000000000000000"
 PARTNER = "2088000000000001"
-AMOUNT = "10.00"
+AMOUNT = OPEN_TRADE_AMOUNT
 NOW = dt.datetime(2024, 5, 8, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
-
-
-def answer_for(number: int) -> str:
-    """What the gateway says about order ``number``."""
-    return {0: "TRADE_SUCCESS", 1: "TRADE_CLOSED", 2: "not_found"}.get(number % 10, "WAIT_BUYER_PAY")
 
 
 # --- the fake gateway (a child process) --------------------------------------------------------------------
@@ -80,7 +77,7 @@ def serve(port_pipe: Any, counts: Any) -> None:
             )
             service = params.get("service", "")
             order = params.get("out_trade_no") or params.get("partner_trans_id") or "X-0"
-            status = answer_for(int(order.rsplit("-", 1)[1]))
+            status = reconciliation_answer(int(order.rsplit("-", 1)[1]))
             if service == "single_trade_query":
                 counts[0] += 1
                 if status == "not_found":
@@ -248,29 +245,12 @@ def open_fds() -> int:
 
 
 def create_trades(merchant: Any, count: int) -> None:
-    """``count`` unpaid trades, 15 minutes to 6 days old, one in five in-store; bulk inserts of 5,000."""
+    """``count`` unpaid trades, 30 minutes to 6 days old, one in five in-store; bulk inserts of 5,000."""
     from django_alipay.models import Refund, Trade
 
     Refund.objects.all().delete()
     Trade.objects.all().delete()
-    chunk = 5000
-    for start in range(0, count, chunk):
-        Trade.objects.bulk_create(
-            [
-                Trade(
-                    merchant=merchant,
-                    out_trade_no=f"BENCH-{n}",
-                    amount=Decimal(AMOUNT),
-                    currency="USD",
-                    subject="Bench order",
-                    product="barcode" if n % 5 == 4 else "web",
-                    status="WAIT_BUYER_PAY",
-                    created_at=NOW - dt.timedelta(minutes=30, seconds=(n * 7) % (6 * 86400)),
-                )
-                for n in range(start, min(start + chunk, count))
-            ],
-            batch_size=chunk,
-        )
+    bulk_create_open_trades(merchant, count, now=NOW, span=dt.timedelta(days=6), chunk=5000)
 
 
 @dataclass
@@ -322,7 +302,7 @@ class StubClient:
 
     def _status(self, order: str) -> str:
         type(self).calls += 1
-        return answer_for(int(order.rsplit("-", 1)[1]))
+        return reconciliation_answer(int(order.rsplit("-", 1)[1]))
 
     def single_trade_query(self, *, out_trade_no: str) -> Any:
         from django_alipay.protocol.errors import AlipayGatewayError
