@@ -24,8 +24,13 @@ class Refund(models.Model):
     ``debits_balance`` is False only for the cancel of an unpaid in-store trade, which returns no money.
     """
 
+    # No index of its own: the unique (merchant, gateway_refund_id) index serves every lookup by merchant.
     merchant = models.ForeignKey(
-        "django_alipay.Merchant", on_delete=models.PROTECT, related_name="refunds", verbose_name=_("merchant")
+        "django_alipay.Merchant",
+        on_delete=models.PROTECT,
+        related_name="refunds",
+        verbose_name=_("merchant"),
+        db_index=False,
     )
     trade = models.ForeignKey(
         "django_alipay.Trade", on_delete=models.PROTECT, related_name="refunds", verbose_name=_("trade")

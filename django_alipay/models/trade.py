@@ -32,8 +32,13 @@ class Trade(models.Model):
     or of unknown outcome hold back. The database refuses any row where their sum exceeds ``amount``.
     """
 
+    # No index of its own: the unique (merchant, out_trade_no) index serves every lookup by merchant.
     merchant = models.ForeignKey(
-        "django_alipay.Merchant", on_delete=models.PROTECT, related_name="trades", verbose_name=_("merchant")
+        "django_alipay.Merchant",
+        on_delete=models.PROTECT,
+        related_name="trades",
+        verbose_name=_("merchant"),
+        db_index=False,
     )
     product = models.CharField(
         _("product"), max_length=16, choices=Product.choices, default=Product.ONLINE_WEB

@@ -1,0 +1,38 @@
+# Trade.merchant and Refund.merchant lose the index of their own: the unique (merchant, out_trade_no) and
+# (merchant, gateway_refund_id) indexes lead with the merchant and serve every lookup by it, while the extra
+# index was written on every insert and on every status update (which is never a HOT update).
+
+# ruff: noqa: RUF012
+import django.db.models.deletion
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("django_alipay", "0009_notification_one_notify_id_index"),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name="refund",
+            name="merchant",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="refunds",
+                to="django_alipay.merchant",
+                verbose_name="merchant",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="trade",
+            name="merchant",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="trades",
+                to="django_alipay.merchant",
+                verbose_name="merchant",
+            ),
+        ),
+    ]
