@@ -38,9 +38,7 @@ from django_alipay.domain.errors import (
 from django_alipay.exceptions import AlipayConfigurationError
 from django_alipay.protocol.codes import Verdict, lookup_error
 from django_alipay.protocol.errors import (
-    AlipayBusinessError,
     AlipayError,
-    AlipayGatewayError,
     AmountError,
     InvalidParameterError,
     KeyFormatError,
@@ -183,7 +181,7 @@ def _alipay_response(exc: AlipayError) -> Response:
         )
     described = describe(exc.description or (lookup_error(exc.code).description if exc.code else ""))
     description = described or None
-    if isinstance(exc, AlipayGatewayError | AlipayBusinessError) and verdict_of(exc) is Verdict.REFUSED:
+    if verdict_of(exc) is Verdict.REFUSED:
         return Response(
             error_body("gateway_refused", exc.message, alipay_code=exc.code, description=description),
             status=status.HTTP_502_BAD_GATEWAY,

@@ -342,9 +342,11 @@ def _store_known(
     """
     if not 0 < len(merchant_token) <= 64:
         return None
-    notification = Notification(
+    # The columns the statement writes as they are: the same defaults, then the request's own fields.
+    notification = _stored_defaults()
+    _remember(
+        notification,
         received_at=clock.now(),
-        kind=NotificationKind.UNKNOWN,
         method=_clean(method, 8),
         body=bytes(body),
         body_size=len(body),

@@ -300,7 +300,7 @@ def _start_spot_pay(trade: Trade, request: dict[str, Any]) -> TradeStart:
         result = client.spot_pay(**request)
     except AlipayError as exc:
         # Only a refusal proves the buyer was not charged; other errors leave the trade waiting for a query.
-        if isinstance(exc, AlipayBusinessError | AlipayGatewayError) and verdict_of(exc) is Verdict.REFUSED:
+        if verdict_of(exc) is Verdict.REFUSED:
             _close_refused(trade, exc.code or "", exc.description or "")
         else:
             logger.warning(

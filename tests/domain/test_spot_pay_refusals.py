@@ -11,18 +11,22 @@ import pytest
 
 from django_alipay.domain import trades
 from django_alipay.models import Merchant, Trade
-from tests.domain.fakegateway import FakeGateway
+from tests.domain.fakegateway import FakeGateway, Reply
 
 pytestmark = pytest.mark.django_db
 
 BARCODE = "286123456789012345"
 
 
-def pay(merchant: Merchant) -> trades.TradeStart:
-    return trades.create_trade(
+def status_after(merchant: Merchant, gateway: FakeGateway, reply: Reply) -> str:
+    """The trade's status after a barcode payment the gateway answered with ``reply`` (an error)."""
+    gateway.on("alipay.acquire.overseas.spot.pay", lambda params: reply)
+    start = trades.create_trade(
         merchant, out_trade_no="SPOT-1", amount="12.00", subject="Lunch", product="barcode",
         buyer_identity_code=BARCODE,
     )  # fmt: skip
+    assert start.error is not None
+    return Trade.objects.get(pk=start.trade.pk).status
 
 
 @pytest.mark.parametrize(("answer", "closed"), [
@@ -33,13 +37,9 @@ def pay(merchant: Merchant) -> trades.TradeStart:
 def test_a_business_error_closes_the_trade_only_when_it_is_a_refusal(
     merchant: Merchant, gateway: FakeGateway, answer: dict[str, str], closed: bool
 ) -> None:
-    gateway.on("alipay.acquire.overseas.spot.pay", lambda params: gateway.signed(answer))
+    status = status_after(merchant, gateway, gateway.signed(answer))
 
-    start = pay(merchant)
-
-    assert start.error is not None
-    trade = Trade.objects.get(pk=start.trade.pk)
-    assert trade.status == ("TRADE_CLOSED" if closed else "WAIT_BUYER_PAY"), answer
+    assert status == ("TRADE_CLOSED" if closed else "WAIT_BUYER_PAY"), answer
 
 
 @pytest.mark.parametrize(("code", "closed"), [
@@ -50,10 +50,6 @@ def test_a_business_error_closes_the_trade_only_when_it_is_a_refusal(
 def test_a_gateway_error_closes_the_trade_only_when_it_is_a_refusal(
     merchant: Merchant, gateway: FakeGateway, code: str, closed: bool
 ) -> None:
-    gateway.on("alipay.acquire.overseas.spot.pay", lambda params: gateway.refused(code))
+    status = status_after(merchant, gateway, gateway.refused(code))
 
-    start = pay(merchant)
-
-    assert start.error is not None
-    trade = Trade.objects.get(pk=start.trade.pk)
-    assert trade.status == ("TRADE_CLOSED" if closed else "WAIT_BUYER_PAY"), code
+    assert status == ("TRADE_CLOSED" if closed else "WAIT_BUYER_PAY"), code
