@@ -16,8 +16,13 @@ import contextlib
 import http.client
 import io
 import logging
+import os
+import select
+import ssl
 import threading
 import time
+import weakref
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
@@ -25,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 import requests.adapters
-import requests.structures
+import requests.utils
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
@@ -297,6 +302,103 @@ def _new_session() -> requests.Session:
     return session
 
 
+# --- the transport's own connections: http.client, kept alive, within the deadline -------------------------
+
+#: The schemes the transport's own connections carry, and their default ports.
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+class _BareHTTPConnection(http.client.HTTPConnection):
+    response_class = _DeadlineHTTPResponse
+
+
+class _BareHTTPSConnection(http.client.HTTPSConnection):
+    response_class = _DeadlineHTTPResponse
+
+
+_Origin = tuple[str, str, int]
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection can no longer carry a request: no socket, or the gateway closed
+    it (or sent something unasked): either way its socket reads as ready."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    where = requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
+    if os.path.isdir(where):
+        return ssl.create_default_context(capath=where)
+    return ssl.create_default_context(cafile=where)
+
+
+class _IdleConnections:
+    """The kept-alive connections not in use, per origin, the most recent first.
+
+    At most ``per_origin`` are kept for each origin; a connection given back beyond that is closed (more
+    threads than that at once simply open more). In a forked child the parent's connections are forgotten:
+    two processes must never share one socket.
+    """
+
+    def __init__(self, per_origin: int) -> None:
+        self._per_origin = per_origin
+        self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def take(self, origin: _Origin) -> http.client.HTTPConnection | None:
+        """An idle connection to ``origin`` that is still open, or None."""
+        closing: list[http.client.HTTPConnection] = []
+        found = None
+        with self._lock:
+            if self._pid != os.getpid():
+                closing = [c for idle in self._idle.values() for c in idle]
+                self._idle.clear()
+                self._pid = os.getpid()
+            idle = self._idle.get(origin)
+            while idle:
+                connection = idle.pop()
+                if _dropped(connection):
+                    closing.append(connection)
+                    continue
+                found = connection
+                break
+        for connection in closing:
+            connection.close()
+        return found
+
+    def give(self, origin: _Origin, connection: http.client.HTTPConnection) -> None:
+        """Keep ``connection`` for the next request to ``origin`` (or close it if enough are kept)."""
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < self._per_origin and self._pid == os.getpid():
+                idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            closing = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for connection in closing:
+            connection.close()
+
+
 class HttpTransport:
     """Sends requests with requests over pooled, kept-alive connections, within each request's deadline.
 
@@ -323,15 +425,22 @@ class HttpTransport:
         self.proxies = dict(proxies) if proxies else None
         self.verify = verify
         self._checked_origins: set[str] = set()
-        self._pool_keys: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        # The transport's own connections (see _send_bare), with requests' default headers.
+        self._connections = _IdleConnections(requests.adapters.DEFAULT_POOLSIZE)
+        weakref.finalize(self, self._connections.close)  # a transport dropped unclosed closes them too
+        self._default_headers = dict(self.session.headers)
+        self._ssl_context: ssl.SSLContext | None = None
+        if verify is False:
+            logger.warning("TLS certificates of the gateway are not verified (verify=False)")
 
     def __repr__(self) -> str:
         return f"HttpTransport(own_session={self._owns_session})"
 
     def close(self) -> None:
-        """Close the pooled connections (only those of a session the transport created)."""
+        """Close the kept-alive connections (only those of a session the transport created)."""
         if self._owns_session:
+            self._connections.close()
             self.session.close()
 
     def _keep_deadline(self, url: str) -> None:
@@ -371,12 +480,13 @@ class HttpTransport:
         if remaining <= 0:
             raise TransportError("the call's deadline passed before the request was sent", **context)
         self._keep_deadline(request.url)
-        direct = self._direct_pool(request.url)
+        route = self._bare_route(request.url)
         call = _Call(request.deadline)
         _state.call = call
         try:
-            if direct is not None:
-                return self._send_direct(request, direct, call, context, remaining)
+            if route is not None:
+                call.instrumented = True
+                return self._send_bare(request, route, call, context, remaining)
             try:
                 response = self.session.request(
                     request.method,
@@ -403,73 +513,81 @@ class HttpTransport:
         finally:
             _state.call = None
 
-    def _direct_pool(self, url: str) -> tuple[Any, str] | None:
-        """The urllib3 pool of the transport's own adapter for ``url``, and the request target, when a request
-        can go straight to it; None when requests' full path is needed (see :meth:`_send_direct`)."""
+    def _bare_route(self, url: str) -> tuple[tuple[str, str, int], str] | None:
+        """The origin (scheme, host, port) and request target of a call the transport's own connections can
+        carry; None when requests' full path is needed: a session passed in, proxies, or auth, params, a
+        client certificate or cookies set on the session."""
         session = self.session
         if not self._owns_session or self.proxies or session.auth or session.params or session.cert:
             return None
         if session.cookies:
             return None
-        adapter = session.get_adapter(url)
-        if not isinstance(adapter, _DeadlineAdapter):
-            return None
-        if not hasattr(adapter, "build_connection_pool_key_attributes"):
-            return None  # requests before 2.32: its own path
         parts = urlsplit(url)
-        origin = (parts.scheme.lower(), parts.netloc.lower())
-        found = self._pool_keys.get(origin)
-        if found is None:
-            prepared = requests.PreparedRequest()
-            prepared.prepare(method="GET", url=f"{parts.scheme}://{parts.netloc}/")
-            attributes: Any = adapter.build_connection_pool_key_attributes(prepared, self.verify)
-            found = (dict(attributes[0]), dict(attributes[1]))
-            self._pool_keys[origin] = found
-        host_params, pool_kwargs = found
-        pool = adapter.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
-        adapter.cert_verify(pool, url, self.verify, None)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            return None
+        try:
+            port = parts.port or _DEFAULT_PORTS[scheme]
+        except ValueError:
+            return None  # requests says what is wrong with the port
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return pool, target
+        return (scheme, parts.hostname, port), target
 
-    def _send_direct(
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS settings of the transport's own HTTPS connections, made once: requests' CA bundle (or the
+        ``verify`` path, a file or a directory), or no verification at all for ``verify=False``."""
+        with self._lock:
+            if self._ssl_context is None:
+                self._ssl_context = _tls_context(self.verify)
+            return self._ssl_context
+
+    def _send_bare(
         self,
         request: Request,
-        direct: tuple[Any, str],
+        route: tuple[tuple[str, str, int], str],
         call: _Call,
         context: dict[str, Any],
         remaining: float,
     ) -> Response:
-        """Send through the transport's own connection pool without requests' per-call preparation (cookie
-        merging, hooks, environment settings, URL re-parsing): the same pool, connections, headers,
-        timeouts, deadline and error classes as :meth:`send` through requests, at a fraction of the cost."""
-        pool, target = direct
-        headers = requests.structures.CaseInsensitiveDict(self.session.headers)
+        """Send over one of the transport's own kept-alive connections (http.client, no requests or urllib3
+        in between): the same request, timeouts, deadline and error classes as through requests.
+
+        A connection is taken from the idle ones of its origin (one the gateway has closed meanwhile is
+        dropped) or opened; a failure to open it is "never sent", anything later "may have been sent". It
+        goes back only after a whole answer that leaves it open.
+        """
+        origin, target = route
+        connection = self._connections.take(origin)
+        if connection is None:
+            scheme, host, port = origin
+            if scheme == "https":
+                connection = _BareHTTPSConnection(host, port, context=self._tls_context())
+            else:
+                connection = _BareHTTPConnection(host, port)
+        headers = dict(self._default_headers)
         headers.update(request.headers)
-        if request.body is not None:
-            headers["Content-Length"] = str(len(request.body))
+        answer = None
+        reusable = False
         try:
-            raw = pool.urlopen(
-                method=request.method,
-                url=target,
-                body=request.body,
-                headers=headers,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=False,
-                decode_content=False,
-                retries=urllib3.util.Retry(0, read=False),
-                timeout=urllib3.util.Timeout(
-                    connect=min(request.timeout[0], remaining), read=min(request.timeout[1], remaining)
-                ),
-                chunked=False,
-            )
-        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-            raise _failure(exc, call, context) from exc
-        try:
-            return _read_raw(raw, call, request.max_bytes, context)
+            try:
+                if connection.sock is None:
+                    connection.timeout = min(request.timeout[0], remaining)
+                    connection.connect()
+                call.connected = True
+                connection.sock.settimeout(min(request.timeout[1], max(request.time_left(), 0.001)))
+                connection.request(request.method, target, body=request.body, headers=headers)
+                answer = connection.getresponse()
+            except (http.client.HTTPException, OSError) as exc:
+                raise _failure(exc, call, context) from exc
+            response, reusable = _read_bare(answer, call, request.max_bytes, context)
+            return response
         finally:
-            raw.close()
-            raw.release_conn()
+            if reusable:
+                self._connections.give(origin, connection)
+            else:
+                if answer is not None:
+                    answer.close()  # an answer that ends the connection holds the socket itself
+                connection.close()
 
 
 def _failure(exc: BaseException, call: _Call, context: dict[str, Any]) -> AlipayError:
@@ -519,6 +637,96 @@ def _read_raw(raw: Any, call: _Call, max_bytes: int, context: dict[str, Any]) ->
             **context,
         )
     return Response(status=status, headers=headers, body=b"".join(chunks))
+
+
+def _read_bare(
+    answer: http.client.HTTPResponse, call: _Call, max_bytes: int, context: dict[str, Any]
+) -> tuple[Response, bool]:
+    """Read an http.client answer as :func:`_read_raw` reads urllib3's; also whether its connection can
+    carry the next request (a whole answer read, and the connection left open)."""
+    status = answer.status
+    headers: dict[str, str] = {}
+    for name, value in answer.getheaders():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if status != 200:
+        return Response(status=status, headers=headers), False
+    announced = answer.getheader("Content-Length") or ""
+    if announced.isdigit() and int(announced) > max_bytes:
+        raise GatewayResponseError(
+            f"the response announces {announced} bytes, over the {max_bytes}-byte limit; not read",
+            **context,
+        )
+    inflater = _Inflater.for_encoding(answer.getheader("Content-Encoding") or "", context)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            data = answer.read(_CHUNK)
+            end = not data
+            if inflater is not None:
+                data = inflater.rest() if end else inflater.inflate(data, max_bytes - size)
+            size += len(data)
+            if size > max_bytes:
+                raise GatewayResponseError(
+                    f"the response is over the {max_bytes}-byte limit; reading stopped before parsing",
+                    raw_response=b"".join(chunks)[:4096],
+                    **context,
+                )
+            chunks.append(data)
+            if end or time.monotonic() > call.ends:
+                break
+        if end and answer.length:  # http.client ends a read of a given size quietly where the body stops
+            raise http.client.IncompleteRead(b"".join(chunks), answer.length)
+    except (http.client.HTTPException, OSError, zlib.error) as exc:
+        reason = "the call's deadline passed" if time.monotonic() >= call.ends else _describe(exc)
+        raise OutcomeUnknownError(f"the response broke off: {reason}", **context) from exc
+    if time.monotonic() > call.ends:
+        raise OutcomeUnknownError(
+            f"the call's deadline passed while the response was still arriving ({size} bytes read)",
+            **context,
+        )
+    return Response(status=status, headers=headers, body=b"".join(chunks)), not answer.will_close
+
+
+class _Inflater:
+    """Decodes a gzip or deflate answer (sent although ``identity`` was asked for), never more than the
+    limit allows at once: a small compressed body cannot become a large one in memory."""
+
+    def __init__(self, wbits: int) -> None:
+        self._wbits = wbits
+        self._inflater = zlib.decompressobj(wbits)
+        self._started = False
+
+    @classmethod
+    def for_encoding(cls, encoding: str, context: dict[str, Any]) -> _Inflater | None:
+        coding = encoding.strip().lower()
+        if coding in ("", "identity"):
+            return None
+        if coding in ("gzip", "x-gzip"):
+            return cls(16 + zlib.MAX_WBITS)
+        if coding == "deflate":
+            return cls(zlib.MAX_WBITS)
+        raise GatewayResponseError(
+            f"the response is in the content encoding {encoding!r}, which was not asked for; not read",
+            **context,
+        )
+
+    def inflate(self, data: bytes, room: int) -> bytes:
+        """Up to ``room + 1`` bytes decoded from ``data`` (one more than fits says the limit is passed)."""
+        try:
+            out = self._inflater.decompress(data, max(room, 0) + 1)
+        except zlib.error:
+            if self._started or self._wbits != zlib.MAX_WBITS:
+                raise
+            # "deflate" is often sent without its zlib header: read it as raw deflate.
+            self._wbits = -zlib.MAX_WBITS
+            self._inflater = zlib.decompressobj(self._wbits)
+            out = self._inflater.decompress(data, max(room, 0) + 1)
+        self._started = True
+        return out  # room + 1 bytes when more is waiting: over the limit
+
+    def rest(self) -> bytes:
+        return self._inflater.flush()
 
 
 def _describe(exc: BaseException) -> str:

@@ -85,7 +85,10 @@ def test_an_https_answer_trickled_past_the_deadline_is_cut_there(stub, https_stu
 
 
 def test_the_http_and_https_connections_share_one_deadline_implementation():
-    """Each connection class adds nothing of its own to the shared part and its urllib3 base."""
+    """Each connection class adds nothing of its own to the shared part and its urllib3 base; the transport's
+    own connections read their answers through the same deadline-keeping response."""
     for connection in (transport._DeadlineHTTPConnection, transport._DeadlineHTTPSConnection):
         assert issubclass(connection, transport._DeadlineConnection)
         assert not set(vars(connection)) - {"__module__", "__doc__", "__qualname__"}, connection
+    for bare in (transport._BareHTTPConnection, transport._BareHTTPSConnection):
+        assert bare.response_class is transport._DeadlineHTTPResponse

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 import requests.adapters
+import urllib3
 
 from django_alipay.protocol.client import GatewayClient
 from django_alipay.protocol.errors import (
@@ -217,40 +218,18 @@ def test_a_session_adapter_that_cannot_keep_the_deadline_is_reported(stub, make_
 
 
 @pytest.mark.wire
-@pytest.mark.skipif(
-    not hasattr(requests.adapters.HTTPAdapter, "build_connection_pool_key_attributes"),
-    reason="requests before 2.32 (the lowest-versions suite): the transport leaves every call to requests, "
-    "as test_with_a_requests_older_than_its_pool_key_helper_calls_take_requests_own_path checks",
-)
-def test_the_transports_own_session_sends_without_requests_per_call_preparation(
+def test_the_transports_own_connections_send_without_requests_or_urllib3(
     stub, make_client, monkeypatch
 ) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("requests' Session.request ran for a call the transport's own pool can send")
+        raise AssertionError("requests or urllib3 ran for a call the transport's own connections can carry")
 
     monkeypatch.setattr(requests.Session, "request", refuse)
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", refuse)
     stub.answer(Canned(xml_success(QUERY_OK, element="trade")), Canned(b"true"))
     client = make_client()
     assert client.single_trade_query(out_trade_no="T1").out_trade_no == "T1"
     assert client.notify_verify("abc") is True
-
-
-def test_with_a_requests_older_than_its_pool_key_helper_calls_take_requests_own_path(monkeypatch) -> None:
-    # requests before 2.32 has no HTTPAdapter.build_connection_pool_key_attributes, and pyproject allows
-    # 2.31 (the lowest-versions suite runs it): the transport must then leave the call to requests.
-    from django_alipay.protocol import transport
-
-    class OlderAdapter(transport._DeadlineAdapter):
-        @property
-        def build_connection_pool_key_attributes(self) -> Any:
-            raise AttributeError("build_connection_pool_key_attributes")
-
-    http = transport.HttpTransport()
-    try:
-        monkeypatch.setattr(http.session, "get_adapter", lambda url: OlderAdapter.__new__(OlderAdapter))
-        assert http._direct_pool("http://127.0.0.1:9/gateway.do") is None
-    finally:
-        http.close()
 
 
 @pytest.mark.wire
