@@ -6,8 +6,8 @@ gateway and :class:`~django_alipay.protocol.errors.OutcomeUnknownError` when it 
 signatures or services: :class:`~django_alipay.protocol.client.GatewayClient` builds the request, retries and
 fails over, and :mod:`django_alipay.protocol.interpretation` reads the answer.
 
-:class:`HttpTransport` is the default (requests, pooled connections). :class:`MockTransport` answers from a
-function, for tests that drive a client fully offline.
+:class:`HttpTransport` is the default (kept-alive connections of its own, or requests for a session passed
+in). :class:`MockTransport` answers from a function, for tests that drive a client fully offline.
 """
 
 from __future__ import annotations
@@ -400,7 +400,10 @@ class _IdleConnections:
 
 
 class HttpTransport:
-    """Sends requests with requests over pooled, kept-alive connections, within each request's deadline.
+    """Sends requests over kept-alive connections, within each request's deadline.
+
+    With its own session and no proxies it sends over its own http.client connections (see
+    :meth:`_send_bare`); otherwise through requests.
 
     The deadline needs no thread: before every blocking read the socket's timeout is set to the smaller of
     the read timeout and the time left, and a read that starts after the deadline fails at once, so a
