@@ -193,8 +193,9 @@ def build_timeline(trade: Trade) -> list[Event]:
         if buyer:
             detail = (_("Paid by %(buyer)s. ") % {"buyer": buyer} + detail).strip()
         events.append(Event(trade.paid_at, "ok", _("Paid"), detail, rank=1))
+    # Linked notifications by their trade, the others by the order number they named (each by its index).
     notes = Notification.objects.filter(
-        Q(trade=trade) | Q(merchant_id=trade.merchant_id, out_trade_no=trade.out_trade_no)
+        Q(trade=trade) | Q(trade__isnull=True, merchant_id=trade.merchant_id, out_trade_no=trade.out_trade_no)
     ).order_by("received_at", "pk")
     events.extend(_notification_event(note) for note in notes)
     for refund in Refund.objects.filter(trade=trade).order_by("created_at", "pk"):
