@@ -564,7 +564,11 @@ class HttpTransport:
         if connection is None:
             scheme, host, port = origin
             if scheme == "https":
-                connection = _BareHTTPSConnection(host, port, context=self._tls_context())
+                try:
+                    tls = self._tls_context()
+                except OSError as exc:  # the CA bundle given as ``verify`` cannot be read
+                    raise _failure(exc, call, context) from exc
+                connection = _BareHTTPSConnection(host, port, context=tls)
             else:
                 connection = _BareHTTPConnection(host, port)
         headers = dict(self._default_headers)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from django_alipay.protocol import transport
-from django_alipay.protocol.errors import OutcomeUnknownError
+from django_alipay.protocol.errors import OutcomeUnknownError, TransportError
 from tests.client.stub import Canned, xml_success
 
 #: Both tests are of the connection itself: the stub serves on a loopback socket, behind TLS.
@@ -92,3 +92,14 @@ def test_the_http_and_https_connections_share_one_deadline_implementation():
         assert not set(vars(connection)) - {"__module__", "__doc__", "__qualname__"}, connection
     for bare in (transport._BareHTTPConnection, transport._BareHTTPSConnection):
         assert bare.response_class is transport._DeadlineHTTPResponse
+
+
+def test_a_ca_bundle_that_cannot_be_read_is_a_connection_never_made(stub, https_stub, make_client, tmp_path):
+    url, _cert = https_stub
+    stub.answer(Canned(xml_success(QUERY_OK, element="trade")))
+    client = make_client(gateway_url=url, verify=str(tmp_path / "no-such-bundle.pem"), retries=0)
+
+    with pytest.raises(TransportError):
+        client.single_trade_query(out_trade_no="T1")
+
+    assert stub.requests == []
