@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
@@ -615,35 +615,10 @@ def _read_raw(raw: Any, call: _Call, max_bytes: int, context: dict[str, Any]) ->
     headers = dict(raw.headers)
     if status != 200:
         return Response(status=status, headers=headers)
-    announced = raw.headers.get("Content-Length", "")
-    if announced.isdigit() and int(announced) > max_bytes:
-        raise GatewayResponseError(
-            f"the response announces {announced} bytes, over the {max_bytes}-byte limit; not read",
-            **context,
-        )
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        for chunk in raw.stream(_CHUNK, decode_content=True):
-            size += len(chunk)
-            if size > max_bytes:
-                raise GatewayResponseError(
-                    f"the response is over the {max_bytes}-byte limit; reading stopped before parsing",
-                    raw_response=b"".join(chunks)[:4096],
-                    **context,
-                )
-            chunks.append(chunk)
-            if time.monotonic() > call.ends:
-                break
-    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-        reason = "the call's deadline passed" if time.monotonic() >= call.ends else _describe(exc)
-        raise OutcomeUnknownError(f"the response broke off: {reason}", **context) from exc
-    if time.monotonic() > call.ends:
-        raise OutcomeUnknownError(
-            f"the call's deadline passed while the response was still arriving ({size} bytes read)",
-            **context,
-        )
-    return Response(status=status, headers=headers, body=b"".join(chunks))
+    _refuse_announced(raw.headers.get("Content-Length", ""), max_bytes, context)
+    pieces = raw.stream(_CHUNK, decode_content=True)
+    errors = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+    return Response(status=status, headers=headers, body=_collect(pieces, call, max_bytes, context, errors))
 
 
 def _read_bare(
@@ -657,34 +632,64 @@ def _read_bare(
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     if status != 200:
         return Response(status=status, headers=headers), False
-    announced = answer.getheader("Content-Length") or ""
+    _refuse_announced(answer.getheader("Content-Length") or "", max_bytes, context)
+    inflater = _Inflater.for_encoding(answer.getheader("Content-Encoding") or "", context)
+    pieces = _bare_pieces(answer, inflater, max_bytes)
+    body = _collect(pieces, call, max_bytes, context, (http.client.HTTPException, OSError, zlib.error))
+    return Response(status=status, headers=headers, body=body), not answer.will_close
+
+
+def _bare_pieces(
+    answer: http.client.HTTPResponse, inflater: _Inflater | None, max_bytes: int
+) -> Iterator[bytes]:
+    """The body of an http.client answer, chunk by chunk, decoded (at most one byte past ``max_bytes``)."""
+    size = 0
+    while True:
+        data = answer.read(_CHUNK)
+        if not data:
+            if answer.length:  # http.client ends a read of a given size quietly where the body stops
+                raise http.client.IncompleteRead(b"", answer.length)
+            if inflater is not None:
+                yield inflater.rest()
+            return
+        if inflater is not None:
+            data = inflater.inflate(data, max_bytes - size)
+        size += len(data)
+        yield data
+
+
+def _refuse_announced(announced: str, max_bytes: int, context: dict[str, Any]) -> None:
     if announced.isdigit() and int(announced) > max_bytes:
         raise GatewayResponseError(
             f"the response announces {announced} bytes, over the {max_bytes}-byte limit; not read",
             **context,
         )
-    inflater = _Inflater.for_encoding(answer.getheader("Content-Encoding") or "", context)
+
+
+def _collect(
+    pieces: Iterator[bytes],
+    call: _Call,
+    max_bytes: int,
+    context: dict[str, Any],
+    errors: tuple[type[BaseException], ...],
+) -> bytes:
+    """The whole body from ``pieces``: cut at ``max_bytes`` and at the call's deadline; a failure of reading
+    (one of ``errors``) is an unknown outcome, since the request has arrived."""
     chunks: list[bytes] = []
     size = 0
     try:
-        while True:
-            data = answer.read(_CHUNK)
-            end = not data
-            if inflater is not None:
-                data = inflater.rest() if end else inflater.inflate(data, max_bytes - size)
-            size += len(data)
+        for chunk in pieces:
+            size += len(chunk)
             if size > max_bytes:
                 raise GatewayResponseError(
                     f"the response is over the {max_bytes}-byte limit; reading stopped before parsing",
                     raw_response=b"".join(chunks)[:4096],
                     **context,
                 )
-            chunks.append(data)
-            if end or time.monotonic() > call.ends:
+            chunks.append(chunk)
+            if time.monotonic() > call.ends:
                 break
-        if end and answer.length:  # http.client ends a read of a given size quietly where the body stops
-            raise http.client.IncompleteRead(b"".join(chunks), answer.length)
-    except (http.client.HTTPException, OSError, zlib.error) as exc:
+    except errors as exc:
         reason = "the call's deadline passed" if time.monotonic() >= call.ends else _describe(exc)
         raise OutcomeUnknownError(f"the response broke off: {reason}", **context) from exc
     if time.monotonic() > call.ends:
@@ -692,7 +697,7 @@ def _read_bare(
             f"the call's deadline passed while the response was still arriving ({size} bytes read)",
             **context,
         )
-    return Response(status=status, headers=headers, body=b"".join(chunks)), not answer.will_close
+    return b"".join(chunks)
 
 
 class _Inflater:

@@ -17,22 +17,10 @@ from django.test.utils import CaptureQueriesContext
 from django_alipay.admin.timeline import build_timeline
 from django_alipay.models import Merchant, Notification, Trade
 from tests.domain.test_notifications import deliver, sign_form, trade_params
+from tests.indexes import app_indexes
 from tests.statements import statements
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgresql")]
-
-#: Each index of the notification table: name, columns, and its condition (None: every row).
-_INDEXES = """
-SELECT i.relname, array_agg(a.attname ORDER BY k.ord), pg_get_expr(x.indpred, x.indrelid)
-FROM pg_index x
-JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = current_schema()
-CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
-JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-WHERE t.relname = %s
-GROUP BY i.relname, x.indpred, x.indrelid
-"""
 
 
 def _indexes_holding(row: Notification) -> set[tuple[str, ...]]:
@@ -40,14 +28,15 @@ def _indexes_holding(row: Notification) -> set[tuple[str, ...]]:
     table = Notification._meta.db_table
     held = set()
     with connection.cursor() as cursor:
-        cursor.execute(_INDEXES, [table])
-        for _name, columns, condition in cursor.fetchall():
-            if condition is not None:
+        for index in app_indexes():
+            if index.table != table:
+                continue
+            if index.condition is not None:
                 # Our own index's condition, read back from the catalog, on our own table.
-                cursor.execute(f'SELECT {condition} FROM "{table}" WHERE id = %s', [row.pk])  # noqa: S608
+                cursor.execute(f'SELECT {index.condition} FROM "{table}" WHERE id = %s', [row.pk])  # noqa: S608
                 if not cursor.fetchone()[0]:
                     continue
-            held.add(tuple(columns))
+            held.add(index.columns)
     return held
 
 
