@@ -5,8 +5,7 @@
 # constraints are left alone.
 
 # ruff: noqa: RUF012
-import django.db.models.deletion
-from django.db import migrations, models
+from django.db import migrations
 
 from django_alipay.migrations._online import DropForeignKeyIndex
 
@@ -19,26 +18,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        DropForeignKeyIndex(
-            model_name="refund",
-            name="merchant",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="refunds",
-                to="django_alipay.merchant",
-                verbose_name="merchant",
-            ),
-        ),
-        DropForeignKeyIndex(
-            model_name="trade",
-            name="merchant",
-            field=models.ForeignKey(
-                db_index=False,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="trades",
-                to="django_alipay.merchant",
-                verbose_name="merchant",
-            ),
-        ),
+        DropForeignKeyIndex(model_name="refund", name="merchant"),
+        DropForeignKeyIndex(model_name="trade", name="merchant"),
     ]

@@ -9,24 +9,9 @@
 # while a large table is indexed (hence a non-atomic migration).
 
 # ruff: noqa: RUF012
-from typing import Any
-
-import django.db.models.deletion
 from django.db import migrations, models
 
 from django_alipay.migrations._online import AddIndexOnline, DropForeignKeyIndex, RemoveIndexOnline
-
-
-def _foreign_key(to: str, on_delete: Any, related_name: str, verbose_name: str) -> models.ForeignKey:
-    return models.ForeignKey(
-        blank=True,
-        db_index=False,
-        null=True,
-        on_delete=on_delete,
-        related_name=related_name,
-        to=to,
-        verbose_name=verbose_name,
-    )
 
 
 class Migration(migrations.Migration):
@@ -77,32 +62,8 @@ class Migration(migrations.Migration):
             model_name="notification",
             name="django_alipay_notify_id_idx",
         ),
-        DropForeignKeyIndex(
-            model_name="notification",
-            name="duplicate_of",
-            field=_foreign_key(
-                "django_alipay.notification", django.db.models.deletion.SET_NULL, "duplicates", "duplicate of"
-            ),
-        ),
-        DropForeignKeyIndex(
-            model_name="notification",
-            name="merchant",
-            field=_foreign_key(
-                "django_alipay.merchant", django.db.models.deletion.PROTECT, "notifications", "merchant"
-            ),
-        ),
-        DropForeignKeyIndex(
-            model_name="notification",
-            name="refund",
-            field=_foreign_key(
-                "django_alipay.refund", django.db.models.deletion.PROTECT, "notifications", "refund"
-            ),
-        ),
-        DropForeignKeyIndex(
-            model_name="notification",
-            name="trade",
-            field=_foreign_key(
-                "django_alipay.trade", django.db.models.deletion.PROTECT, "notifications", "trade"
-            ),
-        ),
+        DropForeignKeyIndex(model_name="notification", name="duplicate_of"),
+        DropForeignKeyIndex(model_name="notification", name="merchant"),
+        DropForeignKeyIndex(model_name="notification", name="refund"),
+        DropForeignKeyIndex(model_name="notification", name="trade"),
     ]

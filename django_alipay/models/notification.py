@@ -20,7 +20,7 @@ class Notification(models.Model):
     one acknowledged (processed or ignored) row per merchant and ``notify_id``.
     """
 
-    # The foreign keys have partial indexes of their own (see Meta.indexes), not Django's full ones.
+    # The foreign keys have no full index of Django's: each is served by a partial one (see Meta.indexes).
     merchant = models.ForeignKey(
         "django_alipay.Merchant",
         on_delete=models.PROTECT,

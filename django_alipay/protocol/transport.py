@@ -335,7 +335,7 @@ def _dropped(connection: http.client.HTTPConnection) -> bool:
         return True
 
 
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
+def _new_tls_context(verify: bool | str) -> ssl.SSLContext:
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -541,7 +541,7 @@ class HttpTransport:
         ``verify`` path, a file or a directory), or no verification at all for ``verify=False``."""
         with self._lock:
             if self._ssl_context is None:
-                self._ssl_context = _tls_context(self.verify)
+                self._ssl_context = _new_tls_context(self.verify)
             return self._ssl_context
 
     def _send_bare(
